@@ -1,0 +1,42 @@
+import { Elysia } from 'elysia'
+import pkg from '../package.json' with { type: 'json' }
+import type { Deps } from './deps'
+import { healthModule } from './modules/health'
+import { metaModule } from './modules/meta'
+import { bodyParser } from './plugins/body-parser'
+import { corsPolicy } from './plugins/cors'
+import { docs } from './plugins/docs'
+import { errorHandler } from './plugins/error-handler'
+import { requestLogger } from './plugins/logger'
+import { requestId } from './plugins/request-id'
+import { securityHeaders } from './plugins/security-headers'
+import { versioning } from './plugins/versioning'
+
+/**
+ * Compose vireo from its plugins (cross-cutting, in order) and feature modules.
+ * @example const app = createApp(deps); const res = await app.handle(new Request('http://x/api/v1/health/live'))
+ */
+export function createApp(deps: Deps) {
+  const { config, logger } = deps
+  const app: Elysia = new Elysia({ name: 'vireo' })
+  return app
+    .use(requestId({ logger, trustProxy: config.TRUST_PROXY }))
+    .use(securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' }))
+    .use(corsPolicy(config.CORS_ORIGINS))
+    .use(errorHandler({ logger, routes: () => app.routes }))
+    .use(requestLogger({ logger }))
+    .use(versioning())
+    .use(bodyParser({ maxJsonBytes: config.MAX_JSON_BYTES, maxUploadBytes: config.MAX_UPLOAD_BYTES }))
+    .use(docs({ version: pkg.version }))
+    .use(metaModule())
+    .use(
+      healthModule({
+        database: deps.database,
+        dbTimeoutMs: config.HEALTH_DB_TIMEOUT_MS,
+        lifecycle: deps.lifecycle,
+        checks: deps.checks,
+      }),
+    )
+}
+
+export type App = ReturnType<typeof createApp>

@@ -1,0 +1,154 @@
+import { availableParallelism } from 'node:os'
+import { type Static, Type as t } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+/**
+ * Every setting vireo has. Values arrive as strings from the environment, are
+ * converted and checked once, and the resulting `Config` is passed to whatever
+ * needs it. Nothing else reads `process.env`.
+ */
+const Int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER, description = '') =>
+  t.Integer({ default: def, minimum: min, maximum: max, description })
+const Rate = (def: string, description: string) =>
+  t.String({ default: def, pattern: '^[1-9][0-9]*/[1-9][0-9]*$', description: `${description} ("<requests>/<window seconds>")` })
+
+export const EnvSchema = t.Object({
+  NODE_ENV: t.Union([t.Literal('development'), t.Literal('production'), t.Literal('test')], { default: 'development' }),
+  HOST: t.String({ default: '0.0.0.0', minLength: 1 }),
+  PORT: Int(3000, 0, 65535),
+  LOG_LEVEL: t.Optional(t.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => t.Literal(l)))),
+  CORS_ORIGINS: t.Optional(t.String()),
+  HSTS_MAX_AGE: Int(31536000, 0),
+  TRUST_PROXY: t.Boolean({ default: false }),
+  MAX_JSON_BYTES: Int(1048576, 1),
+  MAX_UPLOAD_BYTES: Int(52428800, 1),
+  SHUTDOWN_GRACE_MS: Int(10000, 0),
+  DATABASE_URL: t.Optional(t.String({ pattern: '^postgres(ql)?://' })),
+  PGLITE_DIR: t.String({ default: '.data/pglite', minLength: 1 }),
+  DB_POOL_MAX: Int(10, 1, 1000),
+  DB_CONNECT_TIMEOUT_MS: Int(5000, 1),
+  DB_IDLE_TIMEOUT_S: Int(30, 0),
+  DB_MAX_LIFETIME_S: Int(1800, 0),
+  DB_STATEMENT_TIMEOUT_MS: Int(15000, 0),
+  HEALTH_DB_TIMEOUT_MS: Int(1000, 1),
+  MODELS_DIR: t.String({ default: 'models', minLength: 1 }),
+  MODELS_REQUIRED: t.String({ default: '' }),
+  MODEL_HEALTH_INTERVAL_S: Int(30, 0),
+  INFERENCE_WORKERS: Int(0, 0, 256),
+  INFERENCE_QUEUE_MAX: Int(256, 0),
+  INFERENCE_MAX_TIMEOUT_MS: Int(60000, 1),
+  INFERENCE_MAX_BATCH: Int(64, 1, 10000),
+  INFERENCE_MAX_ELEMENTS: Int(1048576, 1),
+  WORKER_RECYCLE_AFTER: Int(100000, 0),
+  WORKER_MAX_HEAP_MB: Int(512, 0),
+  MAX_AUDIO_SECONDS: Int(3600, 1),
+  VAD_STREAM_MAX_PER_KEY: Int(16, 1),
+  VAD_STREAM_IDLE_S: Int(30, 1),
+  VAD_STREAM_MAX_S: Int(3600, 1),
+  VAD_STREAM_MAX_MESSAGE_BYTES: Int(262144, 64),
+  VAD_BATCH_WINDOW_MS: Int(5, 0, 1000),
+  ADMIN_API_KEY: t.Optional(t.String({ pattern: '^[A-Za-z0-9_-]{32,256}$' })),
+  METRICS_TOKEN: t.Optional(t.String({ minLength: 16 })),
+  AUTH_CACHE_TTL_MS: Int(5000, 0, 5000),
+  REDIS_URL: t.Optional(t.String({ pattern: '^rediss?://' })),
+  RATE_LIMIT_PUBLIC: Rate('120/60', 'public routes, per client IP'),
+  RATE_LIMIT_INFERENCE: Rate('600/60', 'inference routes, per API key'),
+  RATE_LIMIT_JOBS: Rate('120/60', 'job routes, per API key'),
+  RATE_LIMIT_ADMIN: Rate('60/60', 'admin routes, per API key'),
+  JOBS_CONCURRENCY: Int(2, 0, 256),
+  JOB_MAX_ATTEMPTS: Int(5, 1, 100),
+  JOB_LEASE_S: Int(30, 1),
+  JOB_POLL_MS: Int(500, 10),
+  JOB_BACKOFF_BASE_MS: Int(1000, 1),
+  JOB_BACKOFF_MAX_MS: Int(300000, 1),
+  JOB_IDEMPOTENCY_TTL_H: Int(24, 1),
+  JOB_RETENTION_DAYS: Int(7, 1),
+})
+export type Env = Static<typeof EnvSchema>
+
+export interface RateLimitRule {
+  points: number
+  durationS: number
+}
+
+export type Config = Omit<
+  Env,
+  'CORS_ORIGINS' | 'MODELS_REQUIRED' | 'LOG_LEVEL' | 'RATE_LIMIT_PUBLIC' | 'RATE_LIMIT_INFERENCE' | 'RATE_LIMIT_JOBS' | 'RATE_LIMIT_ADMIN'
+> & {
+  LOG_LEVEL: NonNullable<Env['LOG_LEVEL']>
+  /** Exact origins allowed by CORS; `['*']` allows any (refused in production). */
+  CORS_ORIGINS: string[]
+  MODELS_REQUIRED: string[]
+  RATE_LIMITS: Record<'public' | 'inference' | 'jobs' | 'admin', RateLimitRule>
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const list = (value: string | undefined) =>
+  (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+
+const rate = (value: string): RateLimitRule => {
+  const [points, durationS] = value.split('/').map(Number)
+  return { points: points as number, durationS: durationS as number }
+}
+
+/**
+ * Parse the environment into a `Config`, or throw one `ConfigError` naming every bad variable.
+ * @example const config = loadConfig(process.env)
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const known = Object.keys(EnvSchema.properties)
+  const raw: Record<string, unknown> = {}
+  for (const key of known) {
+    const value = env[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  const converted = Value.Convert(EnvSchema, Value.Default(EnvSchema, { ...raw }))
+  const problems: string[] = []
+  for (const error of Value.Errors(EnvSchema, converted)) {
+    const key = error.path.slice(1)
+    const schema = error.schema as { anyOf?: { const: unknown }[] }
+    const why = schema.anyOf ? `expected one of ${schema.anyOf.map((s) => s.const).join(', ')}` : error.message
+    problems.push(`${key}=${JSON.stringify(raw[key] ?? null)}: ${why}`)
+  }
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    if (schema.type === 'integer' && typeof raw[key] === 'string' && !/^-?\d+$/.test(raw[key] as string))
+      if (!problems.some((p) => p.startsWith(`${key}=`))) problems.push(`${key}=${JSON.stringify(raw[key])}: expected a whole number`)
+  }
+  const parsed = converted as Env
+  const corsOrigins = list(parsed.CORS_ORIGINS)
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
+      problems.push(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com (scheme and host, no path)`)
+  }
+  if (parsed.NODE_ENV === 'production') {
+    if (corsOrigins.length === 0 || corsOrigins.includes('*'))
+      problems.push('CORS_ORIGINS: production needs an explicit list of allowed origins (unset and "*" are refused)')
+    if (!parsed.ADMIN_API_KEY)
+      problems.push('ADMIN_API_KEY: production needs an operator-chosen admin key (32-256 characters of A-Z a-z 0-9 _ -)')
+  }
+  if (problems.length) throw new ConfigError(problems)
+
+  const defaultLevel = { development: 'debug', production: 'info', test: 'silent' } as const
+  return {
+    ...parsed,
+    LOG_LEVEL: parsed.LOG_LEVEL ?? defaultLevel[parsed.NODE_ENV],
+    INFERENCE_WORKERS: parsed.INFERENCE_WORKERS || availableParallelism(),
+    CORS_ORIGINS: corsOrigins.length ? corsOrigins : ['*'],
+    MODELS_REQUIRED: list(parsed.MODELS_REQUIRED),
+    RATE_LIMITS: {
+      public: rate(parsed.RATE_LIMIT_PUBLIC),
+      inference: rate(parsed.RATE_LIMIT_INFERENCE),
+      jobs: rate(parsed.RATE_LIMIT_JOBS),
+      admin: rate(parsed.RATE_LIMIT_ADMIN),
+    },
+  }
+}

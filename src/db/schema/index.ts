@@ -1,0 +1,2 @@
+/** Every table vireo owns. drizzle-kit reads this file to generate migrations into `drizzle/`. */
+export * from './api-keys'

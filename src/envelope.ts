@@ -1,0 +1,100 @@
+import { type TSchema, t } from 'elysia'
+import { ERROR_CODES, type ErrorCode } from './errors'
+
+/** A per-item failure inside a partial success. */
+export interface ItemError {
+  index?: number
+  code: ErrorCode
+  message: string
+  details?: unknown
+}
+
+export interface Envelope<T> {
+  success: true
+  data: T
+  message?: string
+  errors: ItemError[]
+}
+
+/**
+ * The one way to answer successfully.
+ * @example return ok({ status: 'ok' })
+ * @example return ok(results, { message: '3 of 4 succeeded', errors })
+ */
+export function ok<T>(data: T, options: { message?: string; errors?: ItemError[] } = {}): Envelope<T> {
+  return options.message === undefined
+    ? { success: true, data, errors: options.errors ?? [] }
+    : { success: true, data, message: options.message, errors: options.errors ?? [] }
+}
+
+export interface ErrorBody {
+  success: false
+  error: { code: ErrorCode; message: string; details?: unknown }
+  request_id: string
+}
+
+/** Only the error-handler plugin (and the few places that answer before routing) call this. */
+export function errorBody(code: ErrorCode, message: string, requestId: string, details?: unknown): ErrorBody {
+  return {
+    success: false,
+    error: details === undefined ? { code, message } : { code, message, details },
+    request_id: requestId,
+  }
+}
+
+const ItemErrorSchema = t.Object({
+  index: t.Optional(t.Integer()),
+  code: t.String(),
+  message: t.String(),
+  details: t.Optional(t.Unknown()),
+})
+
+/** OpenAPI/response schema of the success envelope around `data`. */
+export const EnvelopeSchema = <T extends TSchema>(data: T) =>
+  t.Object({
+    success: t.Literal(true),
+    data,
+    message: t.Optional(t.String()),
+    errors: t.Array(ItemErrorSchema),
+  })
+
+const ErrorEnvelope = (description?: string) =>
+  t.Object(
+    {
+      success: t.Literal(false),
+      error: t.Object({
+        code: t.Union(Object.keys(ERROR_CODES).map((c) => t.Literal(c))),
+        message: t.String(),
+        details: t.Optional(t.Unknown()),
+      }),
+      request_id: t.String(),
+    },
+    { description },
+  )
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request (VALIDATION_ERROR or UNSUPPORTED_API_VERSION)',
+  401: 'Missing or invalid API key',
+  403: 'The API key lacks the scope for this route',
+  404: 'Not found',
+  405: 'Method not allowed',
+  409: 'Conflict with the resource state',
+  413: 'Payload too large',
+  415: 'Unsupported media type',
+  422: 'Idempotency-Key reused with a different request',
+  429: 'Rate limited',
+  500: 'Internal or processing error',
+  503: 'Service unavailable',
+  504: 'Timed out',
+}
+
+/**
+ * Response map for a route: its success schema(s) plus the error envelope for each listed status.
+ * Every route can also answer 400 (version header), 429 and 500; they are always included.
+ * @example response: responses({ 200: EnvelopeSchema(Model) }, 401, 403, 404)
+ */
+export function responses(success: Record<number, TSchema>, ...errorStatuses: number[]) {
+  const map: Record<number, TSchema> = { ...success }
+  for (const status of new Set([400, 429, 500, ...errorStatuses])) map[status] = ErrorEnvelope(ERROR_DESCRIPTIONS[status])
+  return map
+}

@@ -1,0 +1,48 @@
+import { createApp } from './app'
+import { ConfigError, loadConfig } from './config'
+import { createDeps } from './deps'
+import { flushLogger } from './logger'
+
+/** Entry point: config → deps → app → listen; SIGTERM/SIGINT → graceful shutdown. */
+let config: ReturnType<typeof loadConfig>
+try {
+  config = loadConfig()
+} catch (error) {
+  console.error(error instanceof ConfigError ? error.message : error)
+  process.exit(1)
+}
+
+const deps = await createDeps(config).catch((error: Error) => {
+  console.error(`vireo could not start: ${error.message}`)
+  process.exit(1)
+})
+const { logger } = deps
+const app = createApp(deps)
+app.listen({
+  hostname: config.HOST,
+  port: config.PORT,
+  // A safety net above the app's own limits, which answer 413 in the envelope first.
+  maxRequestBodySize: Math.max(config.MAX_JSON_BYTES, config.MAX_UPLOAD_BYTES) * 2,
+})
+const server = app.server!
+logger.info({ url: server.url.href, env: config.NODE_ENV }, 'vireo listening')
+
+let stopping = false
+async function shutdown(signal: string) {
+  if (stopping) return
+  stopping = true
+  deps.lifecycle.shuttingDown = true
+  logger.info({ signal, grace_ms: config.SHUTDOWN_GRACE_MS }, 'shutting down')
+  const grace = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.SHUTDOWN_GRACE_MS, 'timeout'))
+  const drained = await Promise.race([server.stop(false).then(() => 'drained' as const), grace])
+  if (drained === 'timeout') {
+    logger.warn('grace period over; closing remaining connections')
+    await server.stop(true)
+  }
+  await deps.close()
+  logger.info('shutdown complete')
+  await flushLogger(logger)
+  process.exit(0)
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'))
+process.on('SIGINT', () => void shutdown('SIGINT'))

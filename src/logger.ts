@@ -1,0 +1,62 @@
+import pino, { type DestinationStream, type Logger } from 'pino'
+import pretty from 'pino-pretty'
+import type { Config } from './config'
+
+export type { Logger }
+
+/** Header names and fields whose values never reach a log line. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'req.headers["sec-websocket-protocol"]',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'headers.cookie',
+  'key',
+  '*.key',
+  'secret',
+  '*.secret',
+  'token',
+  '*.token',
+  'api_key',
+  '*.api_key',
+  'ADMIN_API_KEY',
+  'METRICS_TOKEN',
+  'DATABASE_URL',
+  'REDIS_URL',
+]
+
+export interface LoggerOptions {
+  /** Where lines go; defaults to pino's async stdout destination (pretty in development). */
+  destination?: DestinationStream
+}
+
+/**
+ * The one logger. JSON everywhere except development, where lines are pretty-printed
+ * in the main thread (no transport worker); production writes through pino's async destination.
+ * @example const logger = createLogger(config)
+ */
+export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'NODE_ENV'>, options: LoggerOptions = {}): Logger {
+  const destination =
+    options.destination ??
+    (config.NODE_ENV === 'development'
+      ? pretty({ colorize: true, sync: false })
+      : pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+  return pino(
+    {
+      level: config.LOG_LEVEL,
+      base: { service: 'vireo' },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  )
+}
+
+/** Flush buffered lines (async destination) before exit. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()))
+}

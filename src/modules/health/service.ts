@@ -1,0 +1,35 @@
+import type { Database } from '../../db/client'
+
+export type CheckStatus = 'ok' | 'degraded' | 'fail'
+
+export interface CheckResult {
+  name: string
+  status: CheckStatus
+  detail?: unknown
+}
+
+/** A named readiness probe; the inference registry adds one for the models. */
+export type ReadinessCheck = () => Promise<CheckResult> | CheckResult
+
+export interface HealthDeps {
+  database: Pick<Database, 'ping'>
+  dbTimeoutMs: number
+  lifecycle: { shuttingDown: boolean }
+  checks: ReadinessCheck[]
+}
+
+/** Ready when every check passes, degraded when one is degraded, unavailable when any fails or vireo is stopping. */
+export async function readiness(deps: HealthDeps): Promise<{ status: 'ready' | 'degraded' | 'unavailable'; checks: CheckResult[] }> {
+  const database = deps.database
+    .ping(deps.dbTimeoutMs)
+    .then((): CheckResult => ({ name: 'database', status: 'ok' }))
+    .catch((error: Error): CheckResult => ({ name: 'database', status: 'fail', detail: error.message }))
+  const checks = await Promise.all([database, ...deps.checks.map(async (check) => check())])
+  if (deps.lifecycle.shuttingDown) checks.push({ name: 'lifecycle', status: 'fail', detail: 'shutting down' })
+  const status = checks.some((c) => c.status === 'fail')
+    ? 'unavailable'
+    : checks.some((c) => c.status === 'degraded')
+      ? 'degraded'
+      : 'ready'
+  return { status, checks }
+}

@@ -1,0 +1,113 @@
+import { Elysia } from 'elysia'
+import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors'
+
+export interface BodyParserOptions {
+  maxJsonBytes: number
+  maxUploadBytes: number
+  /** Deepest nesting accepted in a JSON body; deeper documents are refused before validation. */
+  maxJsonDepth?: number
+}
+
+type BodyKind = 'json' | 'form' | 'multipart' | 'binary'
+
+/** Which parser a Content-Type gets, or undefined for types vireo does not accept. */
+export function bodyKind(contentType: string | null): BodyKind | undefined {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  if (type === 'application/json' || type.endsWith('+json')) return 'json'
+  if (type === 'multipart/form-data') return 'multipart'
+  if (type === 'application/x-www-form-urlencoded') return 'form'
+  if (type.startsWith('audio/') || type === 'application/octet-stream') return 'binary'
+  return undefined
+}
+
+/**
+ * Read a body stream, stopping as soon as it passes `limit` bytes, so neither a false
+ * Content-Length nor a chunked body can make vireo buffer more than the limit.
+ */
+export async function readLimited(request: Request, limit: number): Promise<Uint8Array> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  if (declared > limit) throw new PayloadTooLargeError(limit)
+  if (!request.body) return new Uint8Array(0)
+  const reader = request.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > limit) {
+      await reader.cancel().catch(() => {})
+      throw new PayloadTooLargeError(limit)
+    }
+    chunks.push(value)
+  }
+  if (chunks.length === 1) return chunks[0]!
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return bytes
+}
+
+/** Nesting depth of a parsed JSON value, walked without recursion. */
+export function jsonDepth(value: unknown): number {
+  let deepest = 0
+  const stack: [unknown, number][] = [[value, 1]]
+  while (stack.length) {
+    const [node, depth] = stack.pop()!
+    if (node === null || typeof node !== 'object') continue
+    if (depth > deepest) deepest = depth
+    for (const child of Object.values(node)) stack.push([child, depth + 1])
+  }
+  return deepest
+}
+
+function parseJson(bytes: Uint8Array, maxDepth: number): unknown {
+  if (bytes.byteLength === 0) throw new ValidationError('The request body is empty; send a JSON document')
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch (error) {
+    throw new ValidationError(`The request body is not valid JSON: ${(error as Error).message}`)
+  }
+  if (jsonDepth(value) > maxDepth) throw new ValidationError(`The JSON body is nested deeper than ${maxDepth} levels`)
+  return value
+}
+
+async function parseMultipart(bytes: Uint8Array, contentType: string): Promise<Record<string, unknown>> {
+  let form: FormData
+  try {
+    form = await new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': contentType } }).formData()
+  } catch {
+    throw new ValidationError('The multipart body could not be read; check the boundary and the parts')
+  }
+  const body: Record<string, unknown> = {}
+  for (const [name, value] of form.entries()) body[name] = value
+  return body
+}
+
+/**
+ * The only body parser: JSON, multipart, url-encoded forms and raw audio/binary, each read
+ * under its byte limit and answered with the error envelope when too large or malformed.
+ * @example app.use(bodyParser({ maxJsonBytes: 1 << 20, maxUploadBytes: 50 << 20 }))
+ */
+export const bodyParser = (options: BodyParserOptions) => {
+  const { maxJsonBytes, maxUploadBytes, maxJsonDepth = 64 } = options
+  return new Elysia({ name: 'vireo.body-parser', seed: options }).onParse(
+    { as: 'global' },
+    async function parseBody({ request, contentType }) {
+      const kind = bodyKind(contentType)
+      if (!kind)
+        throw new UnsupportedMediaTypeError(
+          `Content-Type "${contentType}" is not accepted; send application/json, multipart/form-data or an audio/* body`,
+        )
+      const bytes = await readLimited(request, kind === 'json' || kind === 'form' ? maxJsonBytes : maxUploadBytes)
+      if (kind === 'json') return parseJson(bytes, maxJsonDepth)
+      if (kind === 'multipart') return parseMultipart(bytes, contentType)
+      if (kind === 'form') return Object.fromEntries(new URLSearchParams(new TextDecoder().decode(bytes)))
+      return bytes
+    },
+  )
+}

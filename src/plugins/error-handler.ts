@@ -1,0 +1,113 @@
+import { Elysia, type ValidationError as ElysiaValidationError } from 'elysia'
+import { errorBody } from '../envelope'
+import {
+  AppError,
+  ERROR_CODES,
+  type ErrorCode,
+  type FieldIssue,
+  MethodNotAllowedError,
+  NotFoundError,
+  UnsupportedMediaTypeError,
+  ValidationError,
+} from '../errors'
+import type { Logger } from '../logger'
+import { bodyKind } from './body-parser'
+import { requestState } from './request-id'
+
+export interface RouteInfo {
+  method: string
+  path: string
+}
+
+export interface ErrorHandlerOptions {
+  logger: Logger
+  /** The app's routes, read lazily so a 404 can be told apart from a 405. */
+  routes: () => RouteInfo[]
+}
+
+/** Turns a route pattern such as `/api/v1/models/:name` into a matcher for concrete paths. */
+function patternToRegExp(path: string): RegExp {
+  const source = path
+    .split('/')
+    .map((part) => (part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/')
+  return new RegExp(`^${source}/?$`)
+}
+
+/** Methods registered for `pathname`, ignoring catch-all preflight routes. */
+export function allowedMethods(routes: RouteInfo[], pathname: string): string[] {
+  const methods = new Set<string>()
+  for (const route of routes) {
+    if (route.path === '/*' || route.path === '*' || route.method === 'WS') continue
+    if (patternToRegExp(route.path).test(pathname)) methods.add(route.method === 'WS' ? 'GET' : route.method)
+  }
+  return [...methods].sort()
+}
+
+/** Elysia's validation error as field issues a person can act on: `/inputs/0/shape: Expected array`. */
+export function validationIssues(error: Readonly<ElysiaValidationError>): FieldIssue[] {
+  const where = error.type === 'body' ? '' : `${error.type}:`
+  return error.all.map((issue) => {
+    const { path = '', message, summary } = issue as { path?: string; message?: string; summary?: string }
+    return { path: `${where}${path || '/'}`, message: summary ?? message ?? 'Invalid value' }
+  })
+}
+
+function codeForStatus(status: number): ErrorCode {
+  const match = (Object.entries(ERROR_CODES) as [ErrorCode, number][]).find(([, s]) => s === status)
+  return match?.[0] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_ERROR')
+}
+
+/**
+ * Maps every error — vireo's own and the framework's — to the error envelope, with the
+ * contract's status, and logs it. 500s show a generic message; the log has the stack.
+ * @example app.use(errorHandler({ logger, routes: () => app.routes }))
+ */
+export const errorHandler = (options: ErrorHandlerOptions) =>
+  new Elysia({ name: 'vireo.error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request, set }) {
+    const state = requestState(request)
+    const log = state?.log ?? options.logger
+    let appError: AppError
+    if (error instanceof AppError) appError = error
+    else if (code === 'NOT_FOUND') {
+      const pathname = new URL(request.url).pathname
+      const allowed = allowedMethods(options.routes(), pathname)
+      appError = allowed.length
+        ? new MethodNotAllowedError(request.method, allowed)
+        : new NotFoundError(`No route for ${request.method} ${pathname}`)
+    } else if (code === 'VALIDATION' && error.type === 'response') {
+      appError = new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+    } else if (code === 'VALIDATION') {
+      const kind = bodyKind(request.headers.get('content-type'))
+      appError =
+        error.type === 'body' && kind && kind !== 'json' && kind !== 'multipart' && kind !== 'form'
+          ? new UnsupportedMediaTypeError(`This route takes a JSON body; got Content-Type "${request.headers.get('content-type')}"`)
+          : new ValidationError(`Invalid request ${error.type}`, validationIssues(error))
+    } else if (code === 'PARSE') {
+      appError = new ValidationError('The request body could not be parsed; check it matches its Content-Type')
+    } else if (code === 'INVALID_FILE_TYPE') {
+      appError = new UnsupportedMediaTypeError(error.message)
+    } else if (typeof code === 'number') {
+      appError = new AppError(
+        codeForStatus(code),
+        code >= 500 ? 'Internal server error' : String((error as { response?: unknown }).response ?? 'Request failed'),
+      )
+    } else {
+      appError = new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+    }
+
+    const internal = appError.code === 'INTERNAL_ERROR'
+    const context = {
+      err: internal ? (appError.cause ?? error) : undefined,
+      code: appError.code,
+      method: request.method,
+      url: new URL(request.url).pathname,
+    }
+    if (appError.status >= 500) log.error(context, internal ? 'unhandled error' : appError.message)
+    else log.debug(context, appError.message)
+
+    set.status = appError.status
+    Object.assign(set.headers, appError.headers)
+    set.headers['content-type'] = 'application/json'
+    return errorBody(appError.code, appError.message, state?.id ?? 'unknown', internal ? undefined : appError.details)
+  })

@@ -1,0 +1,30 @@
+import { Elysia } from 'elysia'
+
+export interface SecurityHeadersOptions {
+  /** Seconds for `Strict-Transport-Security`; only sent when `production` is true. */
+  hstsMaxAge: number
+  production: boolean
+}
+
+/** The CSP for JSON answers: nothing may load, nothing may frame. */
+export const API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+/**
+ * Security headers on every response, errors included. Routes serving HTML (the docs page)
+ * replace `Content-Security-Policy` and `Cache-Control` with their own.
+ * @example app.use(securityHeaders({ hstsMaxAge: 31536000, production: true }))
+ */
+export const securityHeaders = (options: SecurityHeadersOptions) => {
+  const headers: Record<string, string> = {
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'content-security-policy': API_CSP,
+    'referrer-policy': 'no-referrer',
+    'cache-control': 'no-store',
+    'cross-origin-resource-policy': 'same-origin',
+  }
+  if (options.production) headers['strict-transport-security'] = `max-age=${options.hstsMaxAge}; includeSubDomains`
+  return new Elysia({ name: 'vireo.security-headers', seed: options }).onRequest(function setSecurityHeaders({ set }) {
+    Object.assign(set.headers, headers)
+  })
+}

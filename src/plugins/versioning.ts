@@ -1,0 +1,47 @@
+import { Elysia } from 'elysia'
+import { UnsupportedApiVersionError } from '../errors'
+
+export const API_VERSION = '1'
+export const API_PREFIX = '/api/v1'
+
+export interface Deprecation {
+  /** When the route became deprecated. */
+  since: Date
+  /** When it stops answering. */
+  sunset: Date
+  /** Where the replacement or migration notes live. */
+  link: string
+}
+
+/** Headers that announce a deprecated route (RFC 9745 `Deprecation`, RFC 8594 `Sunset`). */
+export function deprecationHeaders(deprecation: Deprecation): Record<string, string> {
+  return {
+    deprecation: `@${Math.floor(deprecation.since.getTime() / 1000)}`,
+    sunset: deprecation.sunset.toUTCString(),
+    link: `<${deprecation.link}>; rel="deprecation"; type="text/html"`,
+  }
+}
+
+/**
+ * Pins the API version: answers carry `API-Version: 1`; a request asking for another version
+ * through `API-Version` or `Accept-Version` is refused. Adds the `deprecated` route option.
+ * @example app.use(versioning()).get('/old', handler, { deprecated: { since, sunset, link } })
+ */
+export const versioning = () =>
+  new Elysia({ name: 'vireo.versioning' })
+    .onRequest(function checkApiVersion({ request, set }) {
+      set.headers['api-version'] = API_VERSION
+      for (const header of ['api-version', 'accept-version']) {
+        const requested = request.headers.get(header)?.trim()
+        if (requested && requested !== API_VERSION && requested !== `v${API_VERSION}`)
+          throw new UnsupportedApiVersionError(requested.slice(0, 32))
+      }
+    })
+    .macro({
+      deprecated: (deprecation: Deprecation) => ({
+        detail: { deprecated: true },
+        beforeHandle: function announceDeprecation({ set }) {
+          Object.assign(set.headers, deprecationHeaders(deprecation))
+        },
+      }),
+    })

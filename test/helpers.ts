@@ -1,0 +1,66 @@
+import { Writable } from 'node:stream'
+import { createApp } from '../src/app'
+import { type Config, loadConfig } from '../src/config'
+import { createDeps, type Deps } from '../src/deps'
+import { createLogger } from '../src/logger'
+
+/** Build a request against the in-process app. */
+export function req(path: string, init: RequestInit & { json?: unknown } = {}): Request {
+  const { json, ...rest } = init
+  const headers = new Headers(rest.headers)
+  if (json !== undefined) headers.set('content-type', 'application/json')
+  return new Request(`http://localhost${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) })
+}
+
+/** Lines a test logger wrote, parsed. */
+export class LogCapture extends Writable {
+  readonly raw: string[] = []
+  override _write(chunk: Buffer, _encoding: string, done: () => void) {
+    this.raw.push(chunk.toString())
+    done()
+  }
+  get text() {
+    return this.raw.join('')
+  }
+  get lines(): Record<string, unknown>[] {
+    return this.text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+  }
+}
+
+/** The test environment: the real PostgreSQL when DATABASE_URL is set (CI runs both), in-memory PGlite otherwise. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: process.env.DATABASE_URL,
+    LOG_LEVEL: 'debug',
+    ...env,
+  })
+}
+
+export interface TestApp {
+  app: ReturnType<typeof createApp>
+  deps: Deps
+  logs: LogCapture
+  close(): Promise<void>
+}
+
+/**
+ * A real app on a real database with logs captured in memory.
+ * @example const { app, close } = await createTestApp(); afterAll(close)
+ */
+export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const config = testConfig(env)
+  const logs = new LogCapture()
+  const logger = createLogger(config, { destination: logs })
+  const deps = await createDeps(config, { logger, inMemory: true })
+  const app = createApp(deps)
+  return { app, deps, logs, close: () => deps.close() }
+}
+
+/** Parse a JSON response body. */
+export async function body<T = any>(response: Response): Promise<T> {
+  return (await response.json()) as T
+}
