@@ -99,6 +99,8 @@ export const bodyParser = (options: BodyParserOptions) => {
     { as: 'global' },
     async function parseBody({ request, contentType }) {
       const kind = bodyKind(contentType)
+      // A bodiless POST (e.g. a retry or cancel action) has nothing to parse.
+      if (!contentType && !request.headers.get('content-length') && !request.headers.get('transfer-encoding')) return null
       if (!kind)
         throw new UnsupportedMediaTypeError(
           `Content-Type "${contentType}" is not accepted; send application/json, multipart/form-data or an audio/* body`,

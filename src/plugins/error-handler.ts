@@ -67,8 +67,11 @@ export const errorHandler = (options: ErrorHandlerOptions) =>
   new Elysia({ name: 'vireo.error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request, set }) {
     const state = requestState(request)
     const log = state?.log ?? options.logger
+    // Errors thrown by the body parser reach here wrapped in Elysia's ParseError.
+    const cause = (error as { cause?: unknown }).cause
     let appError: AppError
     if (error instanceof AppError) appError = error
+    else if (code === 'PARSE' && cause instanceof AppError) appError = cause
     else if (code === 'NOT_FOUND') {
       const pathname = new URL(request.url).pathname
       const allowed = allowedMethods(options.routes(), pathname)

@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { createLogger } from '../src/logger'
+import { createTestApp, LogCapture, req, type TestApp, testConfig } from './helpers'
+
+const SECRET = 'vk_abcdef12_Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHdhYmNkZWZnaGlqa2xt'
+
+let t: TestApp
+beforeAll(async () => {
+  t = await createTestApp()
+  t.app.get('/api/v1/test/explode', () => {
+    throw new Error('kaboom')
+  })
+})
+afterAll(() => t.close())
+
+describe('logging', () => {
+  it('never writes a secret sent in a header, on success, 404 or 500', async () => {
+    const headers = { authorization: `Bearer ${SECRET}`, 'x-api-key': SECRET, cookie: `session=${SECRET}`, 'sec-websocket-protocol': SECRET }
+    for (const path of ['/api/v1/health/live', '/api/v1/missing', '/api/v1/test/explode']) await t.app.handle(req(path, { headers }))
+    await Bun.sleep(20)
+    expect(t.logs.lines.length).toBeGreaterThan(3)
+    expect(t.logs.text).not.toContain(SECRET)
+    expect(t.logs.text).not.toContain('Zm9vYmFy')
+  })
+
+  it('redacts key material even when code logs it by mistake', () => {
+    const capture = new LogCapture()
+    const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: capture })
+    logger.info({ req: { headers: { authorization: SECRET, 'x-api-key': SECRET, cookie: SECRET } }, key: SECRET, token: SECRET, created: { key: SECRET } }, 'oops')
+    expect(capture.text).not.toContain(SECRET)
+    expect(capture.text).toContain('[redacted]')
+  })
+
+  it('writes one access line per request with the route pattern, status and duration', async () => {
+    await t.app.handle(req('/api/v1/health/live', { headers: { 'x-request-id': 'access-line' } }))
+    await Bun.sleep(10)
+    const lines = t.logs.lines.filter((l) => l.request_id === 'access-line' && l.msg === 'request')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatchObject({ level: 'info', method: 'GET', route: '/api/v1/health/live', status: 200 })
+  })
+
+  it('logs a 500 at error level with the stack', async () => {
+    await t.app.handle(req('/api/v1/test/explode', { headers: { 'x-request-id': 'err-line' } }))
+    await Bun.sleep(10)
+    const errorLine = t.logs.lines.find((l) => l.request_id === 'err-line' && l.err)
+    expect(errorLine?.level).toBe('error')
+    expect(JSON.stringify(errorLine)).toContain('kaboom')
+  })
+
+  it('respects LOG_LEVEL', () => {
+    const capture = new LogCapture()
+    const logger = createLogger(testConfig({ LOG_LEVEL: 'warn' }), { destination: capture })
+    logger.info('hidden')
+    logger.warn('shown')
+    expect(capture.lines.map((l) => l.msg)).toEqual(['shown'])
+  })
+})
