@@ -14,7 +14,11 @@ beforeAll(async () => {
       throw new ValidationError('bad thing', [{ path: '/x', message: 'must be positive' }])
     })
     .get('/api/v1/test/old', () => ({ success: true, data: 'old', errors: [] }), {
-      deprecated: { since: new Date('2026-01-01T00:00:00Z'), sunset: new Date('2027-01-01T00:00:00Z'), link: 'https://docs.example.com/migrate' },
+      deprecated: {
+        since: new Date('2026-01-01T00:00:00Z'),
+        sunset: new Date('2027-01-01T00:00:00Z'),
+        link: 'https://docs.example.com/migrate',
+      },
     })
 })
 afterAll(() => t.close())
@@ -96,7 +100,11 @@ describe('request bodies', () => {
   })
 
   it('refuses an empty JSON body with 400', async () => {
-    await expectError(await t.app.handle(req('/api/v1/test/echo', { method: 'POST', body: '', headers: { 'content-type': 'application/json' } })), 400, 'VALIDATION_ERROR')
+    await expectError(
+      await t.app.handle(req('/api/v1/test/echo', { method: 'POST', body: '', headers: { 'content-type': 'application/json' } })),
+      400,
+      'VALIDATION_ERROR',
+    )
   })
 
   it('refuses deeply nested JSON', async () => {
@@ -110,12 +118,20 @@ describe('request bodies', () => {
   })
 
   it('refuses a Content-Type it does not accept with 415', async () => {
-    await expectError(await t.app.handle(req('/api/v1/test/echo', { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } })), 415, 'UNSUPPORTED_MEDIA_TYPE')
+    await expectError(
+      await t.app.handle(req('/api/v1/test/echo', { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } })),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    )
   })
 
   it('answers 413 for a declared Content-Length over the limit', async () => {
     const response = await t.app.handle(
-      req('/api/v1/test/echo', { method: 'POST', body: JSON.stringify({ a: 'x'.repeat(2000) }), headers: { 'content-type': 'application/json' } }),
+      req('/api/v1/test/echo', {
+        method: 'POST',
+        body: JSON.stringify({ a: 'x'.repeat(2000) }),
+        headers: { 'content-type': 'application/json' },
+      }),
     )
     const json = await expectError(response, 413, 'PAYLOAD_TOO_LARGE')
     expect(json.error.details.limit_bytes).toBe(1024)
@@ -130,7 +146,11 @@ describe('request bodies', () => {
         controller.enqueue(new TextEncoder().encode(`"${'y'.repeat(254)}",`))
       },
     })
-    const request = new Request('http://localhost/api/v1/test/echo', { method: 'POST', body: stream, headers: { 'content-type': 'application/json' } })
+    const request = new Request('http://localhost/api/v1/test/echo', {
+      method: 'POST',
+      body: stream,
+      headers: { 'content-type': 'application/json' },
+    })
     expect(request.headers.get('content-length')).toBeNull()
     await expectError(await t.app.handle(request), 413, 'PAYLOAD_TOO_LARGE')
     expect(pulled).toBeLessThan(20)
@@ -182,7 +202,11 @@ describe('request id', () => {
 describe('versioning', () => {
   it('refuses another API version named in API-Version or Accept-Version', async () => {
     await expectError(await t.app.handle(req('/', { headers: { 'api-version': '2' } })), 400, 'UNSUPPORTED_API_VERSION')
-    await expectError(await t.app.handle(req('/api/v1/health/live', { headers: { 'accept-version': '0' } })), 400, 'UNSUPPORTED_API_VERSION')
+    await expectError(
+      await t.app.handle(req('/api/v1/health/live', { headers: { 'accept-version': '0' } })),
+      400,
+      'UNSUPPORTED_API_VERSION',
+    )
   })
 
   it('accepts version 1 named explicitly', async () => {
@@ -219,7 +243,11 @@ describe('cors', () => {
     const response = await t.app.handle(
       req('/api/v1/health/live', {
         method: 'OPTIONS',
-        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+        headers: {
+          origin: 'https://app.example.com',
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization',
+        },
       }),
     )
     expect(response.status).toBe(204)
@@ -230,7 +258,12 @@ describe('cors', () => {
 
 describe('production headers', () => {
   it('sends HSTS only in production', async () => {
-    const prod = await createTestApp({ NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example.com', ADMIN_API_KEY: 'a'.repeat(40), HSTS_MAX_AGE: '600' })
+    const prod = await createTestApp({
+      NODE_ENV: 'production',
+      CORS_ORIGINS: 'https://a.example.com',
+      ADMIN_API_KEY: 'a'.repeat(40),
+      HSTS_MAX_AGE: '600',
+    })
     try {
       for (const path of ['/', '/api/v1/missing']) {
         const response = await prod.app.handle(req(path))

@@ -23,7 +23,13 @@ describe('config', () => {
   })
 
   it('converts strings to numbers, booleans and lists', () => {
-    const config = loadConfig({ PORT: '8080', TRUST_PROXY: 'true', CORS_ORIGINS: 'https://a.com, https://b.com', MODELS_REQUIRED: 'x,y', RATE_LIMIT_JOBS: '5/10' })
+    const config = loadConfig({
+      PORT: '8080',
+      TRUST_PROXY: 'true',
+      CORS_ORIGINS: 'https://a.com, https://b.com',
+      MODELS_REQUIRED: 'x,y',
+      RATE_LIMIT_JOBS: '5/10',
+    })
     expect(config.PORT).toBe(8080)
     expect(config.TRUST_PROXY).toBe(true)
     expect(config.CORS_ORIGINS).toEqual(['https://a.com', 'https://b.com'])

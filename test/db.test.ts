@@ -16,7 +16,10 @@ const base = testConfig()
 
 async function tables(database: Database): Promise<string[]> {
   const result = await database.db.execute(sql`select table_name from information_schema.tables where table_schema = 'public' order by 1`)
-  return (result as unknown as { rows?: { table_name: string }[] }).rows?.map((r) => r.table_name) ?? (result as unknown as { table_name: string }[]).map((r) => r.table_name)
+  return (
+    (result as unknown as { rows?: { table_name: string }[] }).rows?.map((r) => r.table_name) ??
+    (result as unknown as { table_name: string }[]).map((r) => r.table_name)
+  )
 }
 
 async function migrationCount(database: Database): Promise<number> {
@@ -100,7 +103,8 @@ describePostgres('migrations and transactions on the real PostgreSQL', () => {
       expect(answers.map((r) => r.status)).toEqual(Array(20).fill(400))
       const left = await deps.database.db.select().from(apiKeys).where(eq(apiKeys.name, 'rollback-me'))
       expect(left).toHaveLength(0)
-      const sessions = await fresh.admin`select state from pg_stat_activity where datname = ${new URL(fresh.url).pathname.slice(1)} and application_name = 'vireo'`
+      const sessions =
+        await fresh.admin`select state from pg_stat_activity where datname = ${new URL(fresh.url).pathname.slice(1)} and application_name = 'vireo'`
       expect(sessions.length).toBeGreaterThan(0)
       expect(sessions.length).toBeLessThanOrEqual(4)
       expect(sessions.filter((s) => s.state !== 'idle')).toEqual([])

@@ -15,7 +15,12 @@ afterAll(() => t.close())
 
 describe('logging', () => {
   it('never writes a secret sent in a header, on success, 404 or 500', async () => {
-    const headers = { authorization: `Bearer ${SECRET}`, 'x-api-key': SECRET, cookie: `session=${SECRET}`, 'sec-websocket-protocol': SECRET }
+    const headers = {
+      authorization: `Bearer ${SECRET}`,
+      'x-api-key': SECRET,
+      cookie: `session=${SECRET}`,
+      'sec-websocket-protocol': SECRET,
+    }
     for (const path of ['/api/v1/health/live', '/api/v1/missing', '/api/v1/test/explode']) await t.app.handle(req(path, { headers }))
     await Bun.sleep(20)
     expect(t.logs.lines.length).toBeGreaterThan(3)
@@ -26,7 +31,15 @@ describe('logging', () => {
   it('redacts key material even when code logs it by mistake', () => {
     const capture = new LogCapture()
     const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: capture })
-    logger.info({ req: { headers: { authorization: SECRET, 'x-api-key': SECRET, cookie: SECRET } }, key: SECRET, token: SECRET, created: { key: SECRET } }, 'oops')
+    logger.info(
+      {
+        req: { headers: { authorization: SECRET, 'x-api-key': SECRET, cookie: SECRET } },
+        key: SECRET,
+        token: SECRET,
+        created: { key: SECRET },
+      },
+      'oops',
+    )
     expect(capture.text).not.toContain(SECRET)
     expect(capture.text).toContain('[redacted]')
   })

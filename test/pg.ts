@@ -6,7 +6,8 @@ import postgres from 'postgres'
  * tests run and fail when the server is unreachable. Outside CI without the variable they are skipped
  * with a warning, so a laptop without PostgreSQL can still run the rest.
  */
-export const POSTGRES_ADMIN_URL = process.env.TEST_POSTGRES_ADMIN_URL ?? (process.env.CI ? 'postgres://postgres@127.0.0.1:5432/postgres' : undefined)
+export const POSTGRES_ADMIN_URL =
+  process.env.TEST_POSTGRES_ADMIN_URL ?? (process.env.CI ? 'postgres://postgres@127.0.0.1:5432/postgres' : undefined)
 
 export const describePostgres: typeof describe = ((name: string, fn: () => void) => {
   if (POSTGRES_ADMIN_URL) return describe(name, fn)
