@@ -18,7 +18,8 @@ import { versioning } from './plugins/versioning'
  */
 export function createApp(deps: Deps) {
   const { config, logger } = deps
-  const app: Elysia = new Elysia({ name: 'vireo' })
+  // normalize: false makes `additionalProperties: false` reject unknown fields instead of silently dropping them.
+  const app: Elysia = new Elysia({ name: 'vireo', normalize: false })
   return app
     .use(requestId({ logger, trustProxy: config.TRUST_PROXY }))
     .use(securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' }))

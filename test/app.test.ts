@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { t as schema } from 'elysia'
 import { ValidationError } from '../src/errors'
 import { body, createTestApp, req, type TestApp } from './helpers'
 
@@ -10,6 +11,21 @@ beforeAll(async () => {
       throw new Error('connection string postgres://secret@db leaked')
     })
     .post('/api/v1/test/echo', ({ body }) => ({ success: true, data: body, errors: [] }))
+    .post('/api/v1/test/size', ({ body }) => {
+      const value = body as Record<string, unknown> | Uint8Array
+      if (value instanceof Uint8Array) return { success: true, data: { bytes: value.byteLength }, errors: [] }
+      const file = value.file as File | undefined
+      return { success: true, data: { fields: Object.keys(value).sort(), file_bytes: file?.size ?? null }, errors: [] }
+    })
+    .post('/api/v1/test/typed', ({ body }) => ({ success: true, data: body, errors: [] }), {
+      body: schema.Object(
+        { name: schema.String({ minLength: 1 }), inputs: schema.Array(schema.Object({ shape: schema.Array(schema.Integer()) })) },
+        { additionalProperties: false },
+      ),
+    })
+    .get('/api/v1/test/unavailable', ({ status }) => {
+      throw status(503)
+    })
     .get('/api/v1/test/invalid', function invalid() {
       throw new ValidationError('bad thing', [{ path: '/x', message: 'must be positive' }])
     })
@@ -154,6 +170,64 @@ describe('request bodies', () => {
     expect(request.headers.get('content-length')).toBeNull()
     await expectError(await t.app.handle(request), 413, 'PAYLOAD_TOO_LARGE')
     expect(pulled).toBeLessThan(20)
+  })
+
+  it('names each failing field path with 400 VALIDATION_ERROR, not 422', async () => {
+    const response = await t.app.handle(
+      req('/api/v1/test/typed', { method: 'POST', json: { name: '', inputs: [{ shape: ['x'] }], extra: 1 } }),
+    )
+    const json = await expectError(response, 400, 'VALIDATION_ERROR')
+    const paths = (json.error.details as { path: string; message: string }[]).map((d) => d.path)
+    expect(paths).toContain('/name')
+    expect(paths).toContain('/inputs/0/shape/0')
+    expect(paths).toContain('/extra')
+    for (const detail of json.error.details) expect(detail.message.length).toBeGreaterThan(3)
+  })
+
+  it('answers 415 when a JSON route receives audio', async () => {
+    const response = await t.app.handle(
+      req('/api/v1/test/typed', { method: 'POST', body: new Uint8Array(8), headers: { 'content-type': 'audio/wav' } }),
+    )
+    await expectError(response, 415, 'UNSUPPORTED_MEDIA_TYPE')
+  })
+
+  it('maps a bare framework status to its contract code', async () => {
+    await expectError(await t.app.handle(req('/api/v1/test/unavailable')), 503, 'SERVICE_UNAVAILABLE')
+  })
+
+  it('reads raw audio, multipart and url-encoded bodies under their limits', async () => {
+    const raw = await t.app.handle(
+      req('/api/v1/test/size', { method: 'POST', body: new Uint8Array(3000), headers: { 'content-type': 'audio/wav' } }),
+    )
+    expect((await body(raw)).data).toEqual({ bytes: 3000 })
+    const form = new FormData()
+    form.set('file', new File([new Uint8Array(100)], 'a.wav', { type: 'audio/wav' }))
+    form.set('threshold', '0.4')
+    const multipart = await t.app.handle(new Request('http://localhost/api/v1/test/size', { method: 'POST', body: form }))
+    expect((await body(multipart)).data).toEqual({ fields: ['file', 'threshold'], file_bytes: 100 })
+    const urlencoded = await t.app.handle(
+      req('/api/v1/test/size', { method: 'POST', body: 'a=1&b=2', headers: { 'content-type': 'application/x-www-form-urlencoded' } }),
+    )
+    expect((await body(urlencoded)).data).toEqual({ fields: ['a', 'b'], file_bytes: null })
+  })
+
+  it('uses the upload limit for audio: 413 past MAX_UPLOAD_BYTES', async () => {
+    const response = await t.app.handle(
+      req('/api/v1/test/size', { method: 'POST', body: new Uint8Array(5000), headers: { 'content-type': 'audio/wav' } }),
+    )
+    const json = await expectError(response, 413, 'PAYLOAD_TOO_LARGE')
+    expect(json.error.details.limit_bytes).toBe(4096)
+  })
+
+  it('refuses a multipart body with a broken boundary', async () => {
+    const response = await t.app.handle(
+      req('/api/v1/test/size', {
+        method: 'POST',
+        body: '--nope\r\ngarbage',
+        headers: { 'content-type': 'multipart/form-data; boundary=zzz' },
+      }),
+    )
+    await expectError(response, 400, 'VALIDATION_ERROR')
   })
 
   it('accepts a body within the limit', async () => {

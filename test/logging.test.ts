@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { createLogger } from '../src/logger'
+import { createLogger, flushLogger } from '../src/logger'
 import { createTestApp, LogCapture, req, type TestApp, testConfig } from './helpers'
 
 const SECRET = 'vk_abcdef12_Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHdhYmNkZWZnaGlqa2xt'
@@ -58,6 +58,17 @@ describe('logging', () => {
     const errorLine = t.logs.lines.find((l) => l.request_id === 'err-line' && l.err)
     expect(errorLine?.level).toBe('error')
     expect(JSON.stringify(errorLine)).toContain('kaboom')
+  })
+
+  it('builds a pretty logger in development and an async JSON one in production, both flushable', async () => {
+    for (const env of [
+      { NODE_ENV: 'development' },
+      { NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example.com', ADMIN_API_KEY: 'k'.repeat(32), LOG_LEVEL: 'silent' },
+    ]) {
+      const logger = createLogger(testConfig(env))
+      expect(logger.level).toBe(env.NODE_ENV === 'development' ? 'debug' : 'silent')
+      await flushLogger(logger)
+    }
   })
 
   it('respects LOG_LEVEL', () => {

@@ -107,7 +107,7 @@ export const bodyParser = (options: BodyParserOptions) => {
         )
       const bytes = await readLimited(request, kind === 'json' || kind === 'form' ? maxJsonBytes : maxUploadBytes)
       if (kind === 'json') return parseJson(bytes, maxJsonDepth)
-      if (kind === 'multipart') return parseMultipart(bytes, contentType)
+      if (kind === 'multipart') return parseMultipart(bytes, request.headers.get('content-type') ?? contentType)
       if (kind === 'form') return Object.fromEntries(new URLSearchParams(new TextDecoder().decode(bytes)))
       return bytes
     },
