@@ -61,10 +61,11 @@ describe('logging', () => {
   })
 
   it('builds a pretty logger in development and an async JSON one in production, both flushable', async () => {
-    for (const env of [
+    const envs: Record<string, string>[] = [
       { NODE_ENV: 'development' },
       { NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example.com', ADMIN_API_KEY: 'k'.repeat(32), LOG_LEVEL: 'silent' },
-    ]) {
+    ]
+    for (const env of envs) {
       const logger = createLogger(testConfig(env))
       expect(logger.level).toBe(env.NODE_ENV === 'development' ? 'debug' : 'silent')
       await flushLogger(logger)
