@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import pkg from '../package.json' with { type: 'json' }
 import type { Deps } from './deps'
 import { healthModule } from './modules/health'
+import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
 import { bodyParser } from './plugins/body-parser'
 import { corsPolicy } from './plugins/cors'
@@ -17,7 +18,7 @@ import { versioning } from './plugins/versioning'
  * @example const app = createApp(deps); const res = await app.handle(new Request('http://x/api/v1/health/live'))
  */
 export function createApp(deps: Deps) {
-  const { config, logger } = deps
+  const { config, logger, limiter } = deps
   // normalize: false makes `additionalProperties: false` reject unknown fields instead of silently dropping them.
   const app: Elysia = new Elysia({ name: 'vireo', normalize: false })
   return app
@@ -29,15 +30,18 @@ export function createApp(deps: Deps) {
     .use(versioning())
     .use(bodyParser({ maxJsonBytes: config.MAX_JSON_BYTES, maxUploadBytes: config.MAX_UPLOAD_BYTES }))
     .use(docs({ version: pkg.version }))
-    .use(metaModule())
+    .use(metaModule({ limiter, logger }))
     .use(
       healthModule({
         database: deps.database,
         dbTimeoutMs: config.HEALTH_DB_TIMEOUT_MS,
         lifecycle: deps.lifecycle,
         checks: deps.checks,
+        limiter,
+        logger,
       }),
     )
+    .use(keysModule({ keys: deps.keys, limiter, logger }))
 }
 
 export type App = ReturnType<typeof createApp>

@@ -41,9 +41,7 @@ export interface LoggerOptions {
 export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'NODE_ENV'>, options: LoggerOptions = {}): Logger {
   const destination =
     options.destination ??
-    (config.NODE_ENV === 'development'
-      ? pretty({ colorize: true, sync: false })
-      : pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+    (config.NODE_ENV === 'development' ? pretty({ colorize: true, sync: false }) : pino.destination({ dest: 1, sync: false }))
   return pino(
     {
       level: config.LOG_LEVEL,

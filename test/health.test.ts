@@ -58,7 +58,16 @@ describe('health', () => {
     const app = new Elysia()
       .use(requestId({ logger: t.deps.logger, trustProxy: false }))
       .use(errorHandler({ logger: t.deps.logger, routes: () => [] }))
-      .use(healthModule({ database, dbTimeoutMs: 200, lifecycle: { shuttingDown: false }, checks: [] }))
+      .use(
+        healthModule({
+          database,
+          dbTimeoutMs: 200,
+          lifecycle: { shuttingDown: false },
+          checks: [],
+          limiter: t.deps.limiter,
+          logger: t.deps.logger,
+        }),
+      )
     const response = await app.handle(req('/api/v1/health/ready'))
     expect(response.status).toBe(503)
     const check = (await body(response)).error.details.checks[0]

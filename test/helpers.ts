@@ -36,6 +36,11 @@ export function testConfig(env: Record<string, string> = {}): Config {
     NODE_ENV: 'test',
     DATABASE_URL: process.env.DATABASE_URL,
     LOG_LEVEL: 'debug',
+    // Tests hammer a few routes from one address; the rate-limit tests set their own quotas.
+    RATE_LIMIT_PUBLIC: '100000/60',
+    RATE_LIMIT_INFERENCE: '100000/60',
+    RATE_LIMIT_JOBS: '100000/60',
+    RATE_LIMIT_ADMIN: '100000/60',
     ...env,
   })
 }
@@ -64,3 +69,15 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
 export async function body<T = any>(response: Response): Promise<T> {
   return (await response.json()) as T
 }
+
+/** Create a key straight through the service (as an operator would) and return its secret. */
+export async function createKey(
+  t: TestApp,
+  scopes: ('inference' | 'jobs' | 'admin')[],
+  name = `test ${scopes.join('+')}`,
+): Promise<string> {
+  return (await t.deps.keys.create({ name, scopes })).key
+}
+
+/** Headers carrying a key. */
+export const bearer = (key: string) => ({ authorization: `Bearer ${key}` })

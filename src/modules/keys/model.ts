@@ -1,0 +1,59 @@
+import { t } from 'elysia'
+
+export const SCOPES = ['inference', 'jobs', 'admin'] as const
+export type Scope = (typeof SCOPES)[number]
+
+export namespace KeyModel {
+  export const scope = t.Union(
+    SCOPES.map((s) => t.Literal(s)),
+    { description: '`admin` includes every other scope' },
+  )
+
+  export const create = t.Object(
+    {
+      name: t.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'Trimmed, NFC-normalised, control characters removed; 1-100 characters remain',
+      }),
+      scopes: t.Array(scope, { minItems: 1, maxItems: 3, uniqueItems: true }),
+      expires_at: t.Optional(t.String({ format: 'date-time', description: 'RFC 3339 time after which the key stops working' })),
+    },
+    { additionalProperties: false },
+  )
+  export type create = typeof create.static
+
+  export const key = t.Object({
+    id: t.String({ format: 'uuid' }),
+    name: t.String(),
+    prefix: t.String(),
+    scopes: t.Array(scope),
+    created_at: t.String({ format: 'date-time' }),
+    last_used_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
+    expires_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
+    revoked_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
+  })
+  export type key = typeof key.static
+
+  export const created = t.Object({
+    id: t.String({ format: 'uuid' }),
+    name: t.String(),
+    prefix: t.String(),
+    scopes: t.Array(scope),
+    created_at: t.String({ format: 'date-time' }),
+    expires_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
+    key: t.String({ description: 'The secret. Shown in this response only; store it now.' }),
+  })
+
+  export const list = t.Object({ items: t.Array(key), next_cursor: t.Union([t.String(), t.Null()]) })
+
+  export const listQuery = t.Object(
+    {
+      limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+      cursor: t.Optional(t.String({ maxLength: 200 })),
+    },
+    { additionalProperties: false },
+  )
+
+  export const idParams = t.Object({ id: t.String({ format: 'uuid' }) })
+}

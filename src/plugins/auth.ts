@@ -1,0 +1,71 @@
+import { Elysia } from 'elysia'
+import { ForbiddenError, UnauthorizedError, ValidationError } from '../errors'
+import type { Scope } from '../modules/keys/model'
+import { hasScope, type KeyService, type Principal } from '../modules/keys/service'
+import { requestState } from './request-id'
+
+/** Query parameters that look like credentials; a key there would end up in logs and browser history. */
+const QUERY_KEY_NAMES = ['api_key', 'apikey', 'api-key', 'key', 'token', 'access_token']
+
+/** Subprotocol prefix a browser uses to send its key when opening a WebSocket (browsers cannot set headers). */
+export const WS_KEY_PROTOCOL_PREFIX = 'vireo.key.'
+
+/** The key presented by a request: `Authorization: Bearer`, `X-API-Key`, or (WebSocket only) a `vireo.key.<key>` subprotocol. */
+export function presentedKey(request: Request, allowSubprotocol = false): string | undefined {
+  const authorization = request.headers.get('authorization')
+  if (authorization) return /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1] ?? ''
+  const header = request.headers.get('x-api-key')
+  if (header !== null) return header.trim()
+  if (allowSubprotocol) {
+    const offered =
+      request.headers
+        .get('sec-websocket-protocol')
+        ?.split(',')
+        .map((p) => p.trim()) ?? []
+    return offered.find((p) => p.startsWith(WS_KEY_PROTOCOL_PREFIX))?.slice(WS_KEY_PROTOCOL_PREFIX.length)
+  }
+  return undefined
+}
+
+/** Refuse credentials in the URL before anything else looks at them. */
+export function refuseKeyInQuery(request: Request): void {
+  const query = new URL(request.url).searchParams
+  const found = QUERY_KEY_NAMES.find((name) => query.has(name))
+  if (found)
+    throw new ValidationError('API keys are not accepted in the URL; send the key in the Authorization or X-API-Key header', [
+      { path: `query:/${found}`, message: 'remove this parameter' },
+    ])
+}
+
+const principals = new WeakMap<Request, Principal>()
+
+export interface AuthOptions {
+  keys: KeyService
+}
+
+/**
+ * Adds the `auth` route option: `{ auth: 'inference' }` requires a valid key holding that scope
+ * (`admin` holds all), `{ auth: 'any' }` any valid key. The handler receives `principal`.
+ * Every way of failing authentication gives the same 401 body.
+ * @example app.use(auth({ keys })).get('/x', ({ principal }) => principal.id, { auth: 'inference' })
+ */
+export const auth = (options: AuthOptions) =>
+  new Elysia({ name: 'vireo.auth' }).macro({
+    auth: (scope: Scope | 'any') => ({
+      detail: { security: [{ bearer: [] }, { apiKey: [] }] },
+      // transform runs before validation, so an anonymous caller learns nothing about the schema.
+      async transform({ request }) {
+        refuseKeyInQuery(request)
+        const principal = await options.keys.authenticate(presentedKey(request))
+        if (!principal) throw new UnauthorizedError()
+        principals.set(request, principal)
+        const state = requestState(request)
+        if (state) {
+          state.keyId = principal.id
+          state.log = state.log.child({ key_id: principal.id })
+        }
+        if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
+      },
+      resolve: ({ request }) => ({ principal: principals.get(request) as Principal }),
+    }),
+  })

@@ -1,0 +1,179 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, setSystemTime } from 'bun:test'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { RateLimiterRes } from 'rate-limiter-flexible'
+import { createLogger } from '../src/logger'
+import { createRateLimiter, decide, rateLimitHeaders } from '../src/plugins/rate-limit'
+import { bearer, body, createKey, createTestApp, LogCapture, req, type TestApp, testConfig } from './helpers'
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6379' : undefined)
+const describeRedis = REDIS_URL ? describe : describe.skip
+if (!REDIS_URL) console.warn('[skip] Redis rate-limit tests need TEST_REDIS_URL (CI always sets it)')
+
+describe('rate-limit arithmetic', () => {
+  it('derives remaining and reset from the limiter answer', () => {
+    const rule = { points: 10, durationS: 60 }
+    expect(decide('inference', rule, new RateLimiterRes(7, 41_200, 3, false), true)).toEqual({
+      policy: 'inference',
+      allowed: true,
+      limit: 10,
+      windowS: 60,
+      remaining: 7,
+      resetS: 42,
+    })
+    expect(decide('inference', rule, new RateLimiterRes(-2, 10, 12, false), false)).toMatchObject({ remaining: 0, resetS: 1 })
+  })
+
+  it('formats the IETF structured-field headers', () => {
+    expect(rateLimitHeaders({ policy: 'jobs', allowed: true, limit: 120, windowS: 60, remaining: 119, resetS: 60 })).toEqual({
+      'ratelimit-policy': '"jobs";q=120;w=60',
+      ratelimit: '"jobs";r=119;t=60',
+    })
+  })
+})
+
+describe('rate limiting through the app', () => {
+  let t: TestApp
+  let keyA: string
+  let keyB: string
+  beforeAll(async () => {
+    t = await createTestApp({ RATE_LIMIT_ADMIN: '3/60', RATE_LIMIT_PUBLIC: '2/10' })
+    keyA = await createKey(t, ['jobs'])
+    keyB = await createKey(t, ['jobs'])
+  })
+  afterAll(() => t.close())
+  afterEach(() => setSystemTime())
+
+  it('spends a per-key quota, then answers 429 with Retry-After until the window resets', async () => {
+    const start = new Date('2030-01-01T00:00:00Z')
+    setSystemTime(start)
+    const statuses: number[] = []
+    const remaining: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const response = await t.app.handle(req('/api/v1/keys/me', { headers: bearer(keyA) }))
+      statuses.push(response.status)
+      remaining.push(response.headers.get('ratelimit')!)
+      expect(response.headers.get('ratelimit-policy')).toBe('"admin";q=3;w=60')
+    }
+    expect(statuses).toEqual([200, 200, 200])
+    expect(remaining).toEqual(['"admin";r=2;t=60', '"admin";r=1;t=60', '"admin";r=0;t=60'])
+
+    setSystemTime(new Date(start.getTime() + 45_000))
+    const limited = await t.app.handle(req('/api/v1/keys/me', { headers: bearer(keyA) }))
+    expect(limited.status).toBe(429)
+    expect(limited.headers.get('retry-after')).toBe('15')
+    expect(limited.headers.get('ratelimit')).toBe('"admin";r=0;t=15')
+    const json = await body(limited)
+    expect(json.error.code).toBe('RATE_LIMITED')
+    expect(json.error.details.policy).toBe('admin')
+
+    // Another key has its own quota.
+    expect((await t.app.handle(req('/api/v1/keys/me', { headers: bearer(keyB) }))).status).toBe(200)
+
+    setSystemTime(new Date(start.getTime() + 60_001))
+    expect((await t.app.handle(req('/api/v1/keys/me', { headers: bearer(keyA) }))).status).toBe(200)
+  })
+
+  it('limits public routes by client IP and logs each violation at warn', async () => {
+    setSystemTime(new Date('2031-01-01T00:00:00Z'))
+    const statuses = []
+    for (let i = 0; i < 3; i++) statuses.push((await t.app.handle(req('/', { headers: { 'x-request-id': `public-${i}` } }))).status)
+    expect(statuses).toEqual([200, 200, 429])
+    await Bun.sleep(10)
+    const warning = t.logs.lines.find((l) => l.request_id === 'public-2' && l.msg === 'rate limit exceeded')
+    expect(warning).toMatchObject({ level: 'warn', policy: 'public', route: '/', ip: 'unknown' })
+  })
+})
+
+describe('client IP behind a proxy', () => {
+  it('counts X-Forwarded-For only when TRUST_PROXY is on', async () => {
+    for (const trust of ['true', 'false']) {
+      const t = await createTestApp({ RATE_LIMIT_PUBLIC: '1/60', TRUST_PROXY: trust })
+      try {
+        const a = await t.app.handle(req('/', { headers: { 'x-forwarded-for': '10.0.0.1' } }))
+        const b = await t.app.handle(req('/', { headers: { 'x-forwarded-for': '10.0.0.2, 172.16.0.1' } }))
+        expect(a.status).toBe(200)
+        expect(b.status).toBe(trust === 'true' ? 200 : 429)
+      } finally {
+        await t.close()
+      }
+    }
+  })
+})
+
+async function startServer(env: Record<string, string>) {
+  const proc = Bun.spawn(['bun', 'src/index.ts'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      PORT: '0',
+      PGLITE_DIR: mkdtempSync(join(tmpdir(), 'vireo-pglite-')),
+      ...env,
+    },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+  const reader = proc.stdout.getReader()
+  let text = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server exited: ${text}`)
+    text += new TextDecoder().decode(value)
+    const match = /"url":"([^"]+)"/.exec(text)
+    if (match) return { proc, url: match[1]!.replace(/\/$/, '') }
+  }
+}
+
+describeRedis('rate limits shared through Redis', () => {
+  it('two server processes enforce one quota between them', async () => {
+    const redis = new Redis(REDIS_URL!)
+    await redis.del('vireo:rl:public:ip:127.0.0.1')
+    const servers = await Promise.all(
+      [1, 2].map(() => startServer({ REDIS_URL: REDIS_URL!, RATE_LIMIT_PUBLIC: '6/60', HOST: '127.0.0.1' })),
+    )
+    try {
+      const statuses: number[] = []
+      for (let i = 0; i < 10; i++) statuses.push((await fetch(`${servers[i % 2]!.url}/api/v1/health/live`)).status)
+      expect(statuses.filter((s) => s === 200)).toHaveLength(6)
+      expect(statuses.slice(6)).toEqual([429, 429, 429, 429])
+    } finally {
+      for (const s of servers) s.proc.kill()
+      await redis.del('vireo:rl:public:ip:127.0.0.1')
+      redis.disconnect()
+    }
+  }, 60_000)
+
+  it('falls back to the in-memory insurance limiter when Redis stops, logging the failure — never unlimited', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000)
+    const server = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdout: 'ignore',
+    })
+    const url = `redis://127.0.0.1:${port}`
+    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 })
+    probe.on('error', () => {})
+    for (let i = 0; i < 50 && probe.status !== 'ready'; i++) await probe.connect().catch(() => Bun.sleep(100))
+    probe.disconnect()
+    const logs = new LogCapture()
+    const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: logs })
+    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 500 })
+    const limiter = createRateLimiter({ rules: { ...testConfig().RATE_LIMITS, jobs: { points: 3, durationS: 60 } }, logger, redis })
+    try {
+      await Bun.sleep(200)
+      expect((await limiter.consume('jobs', 'k1')).remaining).toBe(2)
+      expect(await redis.get('vireo:rl:jobs:k1')).toBe('1')
+      server.kill()
+      await server.exited
+      await Bun.sleep(300)
+      const decisions = []
+      for (let i = 0; i < 5; i++) decisions.push(await limiter.consume('jobs', 'k1'))
+      expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, false, false])
+      expect(logs.text).toContain('insurance limiter')
+    } finally {
+      server.kill()
+      redis.disconnect()
+    }
+  }, 30_000)
+})
