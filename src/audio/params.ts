@@ -1,0 +1,76 @@
+import { Value } from '@sinclair/typebox/value'
+import { t } from 'elysia'
+import { ValidationError } from '../errors.ts'
+
+/** Frame size Silero VAD v5 takes at 16 kHz; segment times are multiples of it. */
+export const VAD_FRAME_SAMPLES = 512
+export const VAD_SAMPLE_RATE = 16000
+
+/**
+ * Segmenter parameters as a client sends them (query string, JSON body or WebSocket hello).
+ * Names and defaults follow silero-vad's `get_speech_timestamps`.
+ */
+export const VadParams = t.Object(
+  {
+    threshold: t.Optional(
+      t.Number({ minimum: 0.01, maximum: 0.99, default: 0.5, description: 'Frame probability at or above which speech starts' }),
+    ),
+    neg_threshold: t.Optional(
+      t.Number({
+        minimum: 0,
+        maximum: 0.98,
+        description: 'Frame probability below which speech may end (hysteresis); default max(threshold − 0.15, 0.01), must be < threshold',
+      }),
+    ),
+    min_speech_ms: t.Optional(t.Number({ minimum: 0, maximum: 60000, default: 250, description: 'Shorter speech is dropped' })),
+    min_silence_ms: t.Optional(t.Number({ minimum: 0, maximum: 60000, default: 100, description: 'Silence needed before a segment ends' })),
+    speech_pad_ms: t.Optional(t.Number({ minimum: 0, maximum: 5000, default: 30, description: 'Added to both ends of each segment' })),
+    max_speech_s: t.Optional(
+      t.Number({
+        minimum: 0.5,
+        maximum: 86400,
+        description: 'Longer segments are split, at the last pause over 98 ms when there is one; default unlimited',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type VadParams = typeof VadParams.static
+
+/** VadParams with every default applied. */
+export type ResolvedVadParams = Required<VadParams>
+
+/**
+ * Fills in silero's defaults without validating (for trusted, in-process callers).
+ * @example withVadDefaults({ threshold: 0.6 }).neg_threshold // 0.45
+ */
+export function withVadDefaults(given: Partial<ResolvedVadParams> = {}): ResolvedVadParams {
+  const threshold = given.threshold ?? 0.5
+  return {
+    threshold,
+    neg_threshold: given.neg_threshold ?? Math.max(threshold - 0.15, 0.01),
+    min_speech_ms: given.min_speech_ms ?? 250,
+    min_silence_ms: given.min_silence_ms ?? 100,
+    speech_pad_ms: given.speech_pad_ms ?? 30,
+    max_speech_s: given.max_speech_s ?? Number.POSITIVE_INFINITY,
+  }
+}
+
+/**
+ * Checks the schema and the rules between fields, applies defaults; throws ValidationError listing each bad field.
+ * @example const params = resolveVadParams({ threshold: 0.6 }) // neg_threshold 0.45, min_speech_ms 250, …
+ */
+export function resolveVadParams(input: unknown = {}): ResolvedVadParams {
+  const issues = [...Value.Errors(VadParams, input)].map((error) => ({ path: error.path || '/', message: error.message }))
+  if (issues.length) throw new ValidationError('Invalid VAD parameters', issues)
+  const given = input as VadParams
+  const params = withVadDefaults(given)
+  if (given.neg_threshold !== undefined && params.neg_threshold >= params.threshold)
+    issues.push({ path: '/neg_threshold', message: `Must be below threshold (${params.threshold})` })
+  // silero subtracts one frame and both pads from the limit; a limit that leaves nothing would split every frame.
+  const minMaxSpeech = (VAD_FRAME_SAMPLES + (2 * params.speech_pad_ms * VAD_SAMPLE_RATE) / 1000) / VAD_SAMPLE_RATE
+  if (params.max_speech_s <= minMaxSpeech)
+    issues.push({ path: '/max_speech_s', message: `Must exceed ${minMaxSpeech.toFixed(3)} s (one frame plus twice speech_pad_ms)` })
+  if (issues.length) throw new ValidationError('Invalid VAD parameters', issues)
+  return params
+}
