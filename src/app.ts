@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import pkg from '../package.json' with { type: 'json' }
 import type { Deps } from './deps'
 import { healthModule } from './modules/health'
+import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
 import { bodyParser } from './plugins/body-parser'
@@ -42,6 +43,7 @@ export function createApp(deps: Deps) {
       }),
     )
     .use(keysModule({ keys: deps.keys, limiter, logger }))
+    .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger }))
 }
 
 export type App = ReturnType<typeof createApp>

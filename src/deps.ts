@@ -1,8 +1,12 @@
 import { Redis } from 'ioredis'
 import type { Config } from './config'
 import { type Database, openDatabase } from './db/client'
+import { NotFoundError } from './errors'
+import { createQueue, type Queue } from './jobs/queue'
+import { createRunner, type Executor, type Runner } from './jobs/runner'
 import { createLogger, type Logger } from './logger'
 import type { ReadinessCheck } from './modules/health/service'
+import { createJobService, type JobService } from './modules/jobs/service'
 import { createKeyService, type KeyService } from './modules/keys/service'
 import { createRateLimiter, type RateLimiter } from './plugins/rate-limit'
 
@@ -13,6 +17,10 @@ export interface Deps {
   database: Database
   keys: KeyService
   limiter: RateLimiter
+  queue: Queue
+  /** The in-process job runner (started by the entry point; idle when JOBS_CONCURRENCY is 0). */
+  runner: Runner
+  jobs: JobService
   lifecycle: { shuttingDown: boolean }
   checks: ReadinessCheck[]
   /** Releases what `createDeps` opened, in reverse order. */
@@ -23,6 +31,8 @@ export interface CreateDepsOptions {
   logger?: Logger
   /** PGlite only: keep data in memory (tests). */
   inMemory?: boolean
+  /** What runs a job; the default dispatches to the inference engine. */
+  execute?: Executor
 }
 
 /**
@@ -45,15 +55,35 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     ? new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false })
     : undefined
   const limiter = createRateLimiter({ rules: config.RATE_LIMITS, logger, redis })
+  const queue = createQueue({
+    db: database.db,
+    leaseS: config.JOB_LEASE_S,
+    backoff: { baseMs: config.JOB_BACKOFF_BASE_MS, maxMs: config.JOB_BACKOFF_MAX_MS },
+    idempotencyTtlH: config.JOB_IDEMPOTENCY_TTL_H,
+  })
+  const runner = createRunner({
+    queue,
+    execute: options.execute ?? ((job) => Promise.reject(new NotFoundError(`No model named ${job.model} is loaded`))),
+    logger: logger.child({ component: 'jobs' }),
+    concurrency: config.JOBS_CONCURRENCY,
+    pollMs: config.JOB_POLL_MS,
+    leaseS: config.JOB_LEASE_S,
+    retentionDays: config.JOB_RETENTION_DAYS,
+  })
+  const jobs = createJobService({ queue, runner, defaultMaxAttempts: config.JOB_MAX_ATTEMPTS })
   return {
     config,
     logger,
     database,
     keys,
     limiter,
+    queue,
+    runner,
+    jobs,
     lifecycle: { shuttingDown: false },
     checks: [],
     async close() {
+      await runner.stop()
       redis?.disconnect()
       await database.close()
     },

@@ -25,6 +25,7 @@ app.listen({
   maxRequestBodySize: Math.max(config.MAX_JSON_BYTES, config.MAX_UPLOAD_BYTES) * 2,
 })
 const server = app.server!
+deps.runner.start()
 logger.info({ url: server.url.href, env: config.NODE_ENV }, 'vireo listening')
 
 let stopping = false

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { and, desc, eq, lt, or, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
+import { decodeCursor, encodeCursor } from '../../db/cursor'
 import { apiKeys } from '../../db/schema'
 import { NotFoundError, ValidationError } from '../../errors'
 import type { KeyModel, Scope } from './model'
@@ -184,15 +185,3 @@ export function createKeyService(options: KeyServiceOptions) {
 }
 
 export type KeyService = ReturnType<typeof createKeyService>
-
-export function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url')
-}
-
-export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|')
-  const createdAt = new Date(at ?? '')
-  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id))
-    throw new ValidationError('Invalid cursor', [{ path: 'query:/cursor', message: 'use the next_cursor value of a previous page' }])
-  return { createdAt, id }
-}

@@ -1,0 +1,76 @@
+import { Elysia } from 'elysia'
+import { EnvelopeSchema, ok, responses } from '../../envelope'
+import type { Logger } from '../../logger'
+import { auth } from '../../plugins/auth'
+import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
+import { API_PREFIX } from '../../plugins/versioning'
+import type { KeyService } from '../keys/service'
+import { JobModel } from './model'
+import type { JobService } from './service'
+
+export interface JobsModuleOptions {
+  jobs: JobService
+  keys: KeyService
+  limiter: RateLimiter
+  logger: Logger
+  /** Checks an infer request against its model before it is queued, so invalid work fails at once (400/404). */
+  validateInfer?: (model: string, request: unknown) => void
+}
+
+/** `/api/v1/jobs`: submit (idempotent), read, list, cancel, retry. */
+export const jobsModule = ({ jobs, keys, limiter, logger, validateInfer }: JobsModuleOptions) =>
+  new Elysia({ name: 'vireo.module.jobs', prefix: `${API_PREFIX}/jobs`, normalize: false, detail: { tags: ['jobs'] } })
+    .use(auth({ keys }))
+    .use(rateLimit({ limiter, logger }))
+    .post(
+      '/',
+      async function submitJob({ body, headers, principal, set }) {
+        validateInfer?.(body.model, body.request)
+        const { job, created } = await jobs.submit(
+          principal,
+          { task: body.task, model: body.model, input: body.request, parameters: {}, maxAttempts: body.max_attempts },
+          headers['idempotency-key'],
+        )
+        set.status = 202
+        set.headers.location = `${API_PREFIX}/jobs/${job.id}`
+        return ok(job, {
+          message: created ? 'Job accepted' : 'Idempotent replay: this job was created by an earlier request with the same Idempotency-Key',
+        })
+      },
+      {
+        auth: 'jobs',
+        rateLimit: 'jobs',
+        body: JobModel.create,
+        headers: JobModel.headers,
+        detail: { summary: 'Submit an inference job; answers 202 with Location' },
+        response: responses({ 202: EnvelopeSchema(JobModel.job) }, 401, 403, 404, 409, 413, 415, 422),
+      },
+    )
+    .get('/', async ({ principal, query }) => ok(await jobs.list(principal, query)), {
+      auth: 'jobs',
+      rateLimit: 'jobs',
+      query: JobModel.listQuery,
+      detail: { summary: 'List jobs (own jobs; admin: all), newest first, filtered by status and model' },
+      response: responses({ 200: EnvelopeSchema(JobModel.list) }, 401, 403),
+    })
+    .get('/:id', async ({ principal, params }) => ok(await jobs.get(principal, params.id)), {
+      auth: 'jobs',
+      rateLimit: 'jobs',
+      params: JobModel.idParams,
+      detail: { summary: "Read a job; another key's job answers 404 like a missing one" },
+      response: responses({ 200: EnvelopeSchema(JobModel.job) }, 401, 403, 404),
+    })
+    .delete('/:id', async ({ principal, params }) => ok(await jobs.cancel(principal, params.id), { message: 'Job cancelled' }), {
+      auth: 'jobs',
+      rateLimit: 'jobs',
+      params: JobModel.idParams,
+      detail: { summary: 'Cancel a queued or running job (a running inference is stopped); 409 once finished' },
+      response: responses({ 200: EnvelopeSchema(JobModel.job) }, 401, 403, 404, 409),
+    })
+    .post('/:id/retry', async ({ principal, params }) => ok(await jobs.retry(principal, params.id), { message: 'Job requeued' }), {
+      auth: 'jobs',
+      rateLimit: 'jobs',
+      params: JobModel.idParams,
+      detail: { summary: 'Requeue a failed or dead job' },
+      response: responses({ 200: EnvelopeSchema(JobModel.job) }, 401, 403, 404, 409),
+    })

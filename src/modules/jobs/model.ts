@@ -1,0 +1,60 @@
+import { t } from 'elysia'
+import { JOB_STATUSES } from '../../db/schema'
+
+export const ModelName = t.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'A model folder name' })
+
+export namespace JobModel {
+  export const status = t.Union(JOB_STATUSES.map((s) => t.Literal(s)))
+
+  export const create = t.Object(
+    {
+      task: t.Literal('infer', { description: 'Tensor inference. Audio jobs are created with `Prefer: respond-async` on /audio/vad.' }),
+      model: ModelName,
+      request: t.Object({}, { additionalProperties: true, description: 'The body /models/{name}/infer would take' }),
+      max_attempts: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
+    },
+    { additionalProperties: false },
+  )
+  export type create = typeof create.static
+
+  const AttemptError = t.Object({ attempt: t.Integer(), code: t.String(), message: t.String(), at: t.String({ format: 'date-time' }) })
+  const Timestamp = t.Union([t.String({ format: 'date-time' }), t.Null()])
+
+  export const job = t.Object({
+    id: t.String({ format: 'uuid' }),
+    task: t.Union([t.Literal('infer'), t.Literal('vad')]),
+    status,
+    model: t.String(),
+    attempts: t.Integer(),
+    max_attempts: t.Integer(),
+    run_at: t.String({ format: 'date-time' }),
+    created_at: t.String({ format: 'date-time' }),
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    result: t.Optional(t.Unknown()),
+    error: t.Optional(t.Object({ code: t.String(), message: t.String(), history: t.Array(AttemptError) })),
+  })
+  export type job = typeof job.static
+
+  export const list = t.Object({ items: t.Array(job), next_cursor: t.Union([t.String(), t.Null()]) })
+
+  export const listQuery = t.Object(
+    {
+      status: t.Optional(status),
+      model: t.Optional(ModelName),
+      limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+      cursor: t.Optional(t.String({ maxLength: 200 })),
+    },
+    { additionalProperties: false },
+  )
+
+  export type listQuery = typeof listQuery.static
+
+  export const idParams = t.Object({ id: t.String({ format: 'uuid' }) })
+
+  export const headers = t.Object({
+    'idempotency-key': t.Optional(
+      t.String({ minLength: 1, maxLength: 255, description: 'Replays return the first job; scoped per API key' }),
+    ),
+  })
+}

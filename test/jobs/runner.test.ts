@@ -1,0 +1,184 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { ServiceUnavailableError, ValidationError } from '../../src/errors'
+import { createQueue, type Job } from '../../src/jobs/queue'
+import { createRunner, type Executor } from '../../src/jobs/runner'
+import type { Principal } from '../../src/modules/keys/service'
+import { createKey, createTestApp, type TestApp } from '../helpers'
+
+let t: TestApp
+let principal: Principal
+beforeAll(async () => {
+  t = await createTestApp({ JOBS_CONCURRENCY: '0' })
+  principal = (await t.deps.keys.authenticate(await createKey(t, ['jobs'])))!
+})
+afterAll(() => t.close())
+
+function queue(options: { now?: () => number; random?: () => number } = {}) {
+  return createQueue({ db: t.deps.database.db, leaseS: 1, backoff: { baseMs: 40, maxMs: 1000 }, idempotencyTtlH: 24, ...options })
+}
+
+function runner(execute: Executor, q = queue(), extra: { owner?: string } = {}) {
+  return createRunner({ queue: q, execute, logger: t.deps.logger, concurrency: 3, pollMs: 20, leaseS: 1, retentionDays: 7, ...extra })
+}
+
+async function submit(n: number, parameters: Record<string, unknown> = {}, maxAttempts = 3): Promise<string[]> {
+  const ids: string[] = []
+  for (let i = 0; i < n; i++) {
+    const { job } = await t.deps.queue.submit({
+      ownerKeyId: principal.id,
+      task: 'infer',
+      model: 'arith',
+      input: { n: i },
+      parameters,
+      maxAttempts,
+    })
+    ids.push(job.id)
+  }
+  return ids
+}
+
+async function until(ids: string[], done: (job: Job) => boolean, timeoutMs = 10_000): Promise<Job[]> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const jobs = await Promise.all(ids.map((id) => t.deps.queue.get(id)))
+    if (jobs.every(done)) return jobs
+    if (Date.now() > deadline) throw new Error(`timed out: ${jobs.map((j) => j.status).join(',')}`)
+    await Bun.sleep(20)
+  }
+}
+
+describe('runner', () => {
+  it('runs each job once and stores its result', async () => {
+    const ids = await submit(6, { case: 'success' })
+    const runs = new Map<string, number>()
+    const r = runner(async (job) => {
+      runs.set(job.id, (runs.get(job.id) ?? 0) + 1)
+      return { doubled: (job.input as { n: number }).n * 2 }
+    })
+    r.start()
+    const jobs = await until(ids, (j) => j.status === 'succeeded')
+    await r.stop()
+    expect(jobs.map((j) => j.result)).toEqual([0, 2, 4, 6, 8, 10].map((d) => ({ doubled: d })))
+    for (const id of ids) expect(runs.get(id)).toBe(1)
+    for (const job of jobs) {
+      expect(job.attempts).toBe(1)
+      expect(job.leaseOwner).toBeNull()
+      expect(job.finishedAt).not.toBeNull()
+    }
+  })
+
+  it('retries a transient failure with growing delays until dead', async () => {
+    const [id] = await submit(1, { case: 'always-fails' }, 4)
+    const attemptsAt: number[] = []
+    const r = runner(
+      async (job) => {
+        if (job.id === id) attemptsAt.push(Date.now())
+        throw new ServiceUnavailableError('worker crashed')
+      },
+      queue({ random: () => 0.999 }),
+    )
+    r.start()
+    const [job] = await until([id!], (j) => j.status === 'dead')
+    await r.stop()
+    expect(job!.attempts).toBe(4)
+    expect(job!.error!.history.map((h) => h.attempt)).toEqual([1, 2, 3, 4])
+    expect(job!.error!.code).toBe('SERVICE_UNAVAILABLE')
+    const gaps = attemptsAt.slice(1).map((at, i) => at - attemptsAt[i]!)
+    expect(gaps).toHaveLength(3)
+    // Backoff ceilings 40, 80, 160 ms (random 0.999): each wait at least its backoff, and they grow.
+    expect(gaps[0]!).toBeGreaterThanOrEqual(39)
+    expect(gaps[1]!).toBeGreaterThanOrEqual(79)
+    expect(gaps[2]!).toBeGreaterThanOrEqual(159)
+  })
+
+  it('fails a permanent failure at once', async () => {
+    const [id] = await submit(1, { case: 'bad-input' })
+    const r = runner(async () => {
+      throw new ValidationError('shape mismatch')
+    })
+    r.start()
+    const [job] = await until([id!], (j) => j.status === 'failed')
+    await r.stop()
+    expect(job!.attempts).toBe(1)
+    expect(job!.error).toMatchObject({ code: 'VALIDATION_ERROR', message: 'shape mismatch' })
+  })
+
+  it('stops a running job when it is cancelled', async () => {
+    const [id] = await submit(1, { case: 'cancel' })
+    let aborted = false
+    let started!: () => void
+    const running = new Promise<void>((resolve) => {
+      started = resolve
+    })
+    const r = runner(
+      (_job, signal) =>
+        new Promise((_resolve, reject) => {
+          started()
+          signal.addEventListener('abort', () => {
+            aborted = true
+            reject(signal.reason)
+          })
+        }),
+    )
+    r.start()
+    await running
+    await t.deps.queue.cancel(id!)
+    r.abort(id!)
+    await Bun.sleep(50)
+    expect(aborted).toBe(true)
+    expect(r.active).toBe(0)
+    expect((await t.deps.queue.get(id!)).status).toBe('cancelled')
+    await r.stop()
+  })
+
+  it('notices a cancellation made elsewhere at its next lease renewal', async () => {
+    const [id] = await submit(1, { case: 'cancel-elsewhere' })
+    let aborted = false
+    const r = runner(
+      (_job, signal) =>
+        new Promise((_resolve, reject) => {
+          signal.addEventListener('abort', () => {
+            aborted = true
+            reject(signal.reason)
+          })
+        }),
+    )
+    r.start()
+    await until([id!], (j) => j.status === 'running')
+    await t.deps.queue.cancel(id!)
+    await Bun.sleep(700)
+    expect(aborted).toBe(true)
+    await r.stop()
+  })
+
+  it('hands running jobs back on shutdown without counting the attempt', async () => {
+    const [id] = await submit(1, { case: 'shutdown' })
+    const r = runner((_job, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))))
+    r.start()
+    await until([id!], (j) => j.status === 'running')
+    await r.stop()
+    const job = await t.deps.queue.get(id!)
+    expect(job.status).toBe('queued')
+    expect(job.attempts).toBe(0)
+    expect(job.leaseOwner).toBeNull()
+  })
+
+  it('reclaims a job whose lease expired (its runner died) and counts the attempt', async () => {
+    const [id] = await submit(1, { case: 'lease' })
+    const claimed = (await queue().claim('runner-that-dies', 50)).filter((j) => j.id === id)
+    expect(claimed).toHaveLength(1)
+    const later = () => Date.now() + 5_000
+    const r = runner(async () => ({ ok: true }), queue({ now: later }))
+    r.start()
+    const [job] = await until([id!], (j) => j.status === 'succeeded')
+    await r.stop()
+    expect(job!.attempts).toBe(2)
+  })
+
+  it('purges finished jobs past retention', async () => {
+    const [id] = await submit(1, { case: 'purge' })
+    await t.deps.queue.cancel(id!)
+    expect(await queue({ now: () => Date.now() + 8 * 86_400_000 }).purge(7)).toBeGreaterThanOrEqual(1)
+    await expect(t.deps.queue.get(id!)).rejects.toThrow('No job')
+  })
+})
