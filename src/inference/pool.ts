@@ -1,0 +1,443 @@
+import { ProcessingError, ServiceUnavailableError, TimeoutError } from '../errors'
+import type { Logger } from '../logger'
+import type { Feeds } from './tensors'
+import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo } from './worker'
+
+/**
+ * A fixed number of inference workers, each running one request at a time (a timed-out run is
+ * stopped by terminating its worker, which must then take no one else down with it). Requests
+ * beyond the free workers wait in a bounded FIFO queue. The pool keeps itself at full strength:
+ * workers that time out, crash, run too often or grow too large are replaced and reload every model.
+ */
+
+export type WorkerState = 'starting' | 'idle' | 'busy' | 'draining'
+
+export interface ModelSpec {
+  name: string
+  /** The ONNX file; kept so replacement workers can load it again. */
+  bytes: Uint8Array
+  /** Execution providers to try in order, e.g. ['webgpu', 'wasm']. */
+  backends: string[]
+}
+
+export type LoadReport =
+  | { ok: true; backend: string; attempts: BackendAttempt[]; inputs: WireTensorInfo[]; outputs: WireTensorInfo[]; loadMs: number }
+  | { ok: false; reason: string; attempts: BackendAttempt[] }
+
+export interface RunOptions {
+  /** Whole budget, queue wait included. */
+  timeoutMs: number
+  signal?: AbortSignal
+  /** Output names to compute; all when absent. */
+  outputs?: string[]
+}
+
+export interface RunResult {
+  outputs: Feeds
+  queueMs: number
+  inferenceMs: number
+  workerId: number
+}
+
+export type RunOutcome = 'ok' | 'error' | 'timeout' | 'aborted' | 'crashed' | 'rejected'
+
+export interface RunEvent {
+  model: string
+  outcome: RunOutcome
+  queueMs: number
+  /** Time inside session.run; 0 when the run did not finish. */
+  inferenceMs: number
+}
+
+export interface WorkerStats {
+  id: number
+  state: WorkerState
+  runs: number
+  inflight: number
+  /** The worker's WASM heap (or its JS heap where that cannot be seen), as of its last answer. */
+  heapBytes: number
+}
+
+export interface PoolStats {
+  size: number
+  workers: WorkerStats[]
+  queueDepth: number
+  queueMax: number
+}
+
+export interface PoolOptions {
+  size: number
+  /** Requests that may wait for a worker; more are refused with 503. */
+  queueMax: number
+  /** Replace a worker after this many runs; 0 never. */
+  recycleAfter?: number
+  /** Replace a worker once its heap passes this many MiB; 0 never. */
+  maxHeapMb?: number
+  logger?: Logger
+  /** Worker script; tests substitute one that misbehaves. */
+  workerUrl?: URL
+  /** Called once per finished request, for metrics. */
+  onRun?: (event: RunEvent) => void
+}
+
+export interface Pool {
+  load(spec: ModelSpec): Promise<LoadReport>
+  unload(name: string): void
+  run(model: string, feeds: Feeds, options: RunOptions): Promise<RunResult>
+  stats(): PoolStats
+  close(): Promise<void>
+}
+
+interface Job {
+  id: number
+  model: string
+  feeds: Feeds
+  outputs?: string[]
+  timeoutMs: number
+  enqueuedAt: number
+  startedAt?: number
+  slot?: Slot
+  resolve(result: RunResult): void
+  fail(error: unknown, outcome: RunOutcome): void
+}
+
+interface Slot {
+  id: number
+  worker: Worker
+  state: WorkerState
+  dead: boolean
+  /** Due for recycling: serves on until `successor` is up, then drains. */
+  retiring: boolean
+  /** The worker this one replaces once it is up (recycling keeps the pool at strength meanwhile). */
+  succeeds?: Slot
+  runs: number
+  heapBytes: number
+  inflight: Map<number, Job>
+  ready: Promise<void>
+  loads: Map<string, Promise<LoadReport>>
+  /** Models whose session is up in this worker; only these may be run here. */
+  loaded: Set<string>
+  loadWaiters: Map<string, (report: LoadReport) => void>
+}
+
+const DEFAULT_WORKER_URL = new URL('./worker.ts', import.meta.url)
+/**
+ * The Web Worker constructor, taken before anything can replace it: onnxruntime-web's WASM
+ * glue, once initialised in a thread, sets `global.Worker` to node:worker_threads' Worker
+ * (an EventEmitter, no addEventListener) under Node-compatible runtimes.
+ */
+const WebWorker = globalThis.Worker
+const MAX_RESTART_DELAY_MS = 10_000
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError')
+}
+
+/** The buffers to transfer; views on part of a larger buffer are copied first so unrelated memory is not moved. */
+function transferList(feeds: Feeds): Transferable[] {
+  const buffers = new Set<ArrayBuffer>()
+  for (const tensor of Object.values(feeds)) {
+    const { data } = tensor
+    if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || !(data.buffer instanceof ArrayBuffer))
+      tensor.data = data.slice()
+    buffers.add(tensor.data.buffer as ArrayBuffer)
+  }
+  return [...buffers]
+}
+
+/**
+ * Start `size` inference workers with a bounded wait queue.
+ * @example
+ * const pool = createPool({ size: 4, queueMax: 256 })
+ * await pool.load({ name: 'silero-vad', bytes, backends: ['webgpu', 'wasm'] })
+ * const { outputs } = await pool.run('silero-vad', feeds, { timeoutMs: 1000 })
+ */
+export function createPool(options: PoolOptions): Pool {
+  const { size, queueMax, recycleAfter = 0, maxHeapMb = 0, logger, workerUrl = DEFAULT_WORKER_URL, onRun } = options
+  const slots: Slot[] = []
+  const queue: Job[] = []
+  const specs = new Map<string, ModelSpec>()
+  let nextSlotId = 1
+  let nextJobId = 1
+  let crashStreak = 0
+  let closed = false
+
+  function spawn(delayMs = 0, succeeds?: Slot): void {
+    const worker = new WebWorker(workerUrl, { type: 'module' })
+    let markReady = () => {}
+    const slot: Slot = {
+      id: nextSlotId++,
+      worker,
+      state: 'starting',
+      dead: false,
+      retiring: false,
+      succeeds,
+      runs: 0,
+      heapBytes: 0,
+      inflight: new Map(),
+      ready: new Promise((resolve) => {
+        markReady = resolve
+      }),
+      loads: new Map(),
+      loaded: new Set(),
+      loadWaiters: new Map(),
+    }
+    slots.push(slot)
+    worker.addEventListener('message', function onMessage(event: MessageEvent<FromWorker>) {
+      const message = event.data
+      if (message.type === 'ready') markReady()
+      else if (message.type === 'loaded') {
+        const { type: _type, name, ...report } = message
+        if (report.ok && slot.loads.has(name)) slot.loaded.add(name)
+        slot.loadWaiters.get(name)?.(report)
+        slot.loadWaiters.delete(name)
+      } else finish(slot, message)
+    })
+    worker.addEventListener('error', function onError(event: ErrorEvent) {
+      event.preventDefault()
+      crashed(slot, event.message || 'uncaught error')
+    })
+    worker.addEventListener('messageerror', function onMessageError() {
+      crashed(slot, 'a message could not be deserialised')
+    })
+    // Not part of the Web Worker standard; Bun and Node fire it when a worker exits on its own.
+    worker.addEventListener('close', function onClose() {
+      crashed(slot, 'the worker exited')
+    })
+    void bringUp(slot, delayMs)
+  }
+
+  async function bringUp(slot: Slot, delayMs: number): Promise<void> {
+    if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs))
+    await slot.ready
+    await Promise.all([...specs.values()].map((spec) => loadInto(slot, spec)))
+    if (slot.dead || slot.state !== 'starting') return
+    slot.state = 'idle'
+    logger?.debug({ worker: slot.id }, 'inference worker ready')
+    const old = slot.succeeds
+    slot.succeeds = undefined
+    if (old && !old.dead) {
+      old.state = 'draining'
+      if (old.inflight.size === 0) retire(old)
+    }
+    pump()
+  }
+
+  function loadInto(slot: Slot, spec: ModelSpec): Promise<LoadReport> {
+    const existing = slot.loads.get(spec.name)
+    if (existing) return existing
+    const promise = slot.ready.then(
+      () =>
+        new Promise<LoadReport>((resolve) => {
+          if (slot.dead) return resolve({ ok: false, reason: 'the worker stopped while loading', attempts: [] })
+          slot.loadWaiters.set(spec.name, resolve)
+          post(slot, { type: 'load', name: spec.name, bytes: spec.bytes, backends: spec.backends })
+        }),
+    )
+    slot.loads.set(spec.name, promise)
+    return promise
+  }
+
+  function post(slot: Slot, message: ToWorker, transfer: Transferable[] = []): void {
+    slot.worker.postMessage(message, transfer)
+  }
+
+  function retire(slot: Slot): void {
+    slot.dead = true
+    slot.worker.terminate()
+    slots.splice(slots.indexOf(slot), 1)
+    for (const resolve of slot.loadWaiters.values()) resolve({ ok: false, reason: 'the worker stopped while loading', attempts: [] })
+    slot.loadWaiters.clear()
+  }
+
+  /** Replace a worker that must go now; whatever else it was running fails as transient. */
+  function replace(slot: Slot, why: string): void {
+    if (slot.dead) return
+    retire(slot)
+    for (const job of slot.inflight.values())
+      job.fail(new ServiceUnavailableError(`The inference worker stopped (${why}); retry the request`, 1), 'crashed')
+    slot.inflight.clear()
+    if (!closed && !slot.retiring) spawn(0, slot.succeeds)
+  }
+
+  function crashed(slot: Slot, why: string): void {
+    if (slot.dead) return
+    logger?.error({ worker: slot.id, reason: why }, 'inference worker crashed; replacing it')
+    retire(slot)
+    for (const job of slot.inflight.values())
+      job.fail(new ServiceUnavailableError('An inference worker stopped unexpectedly; retry the request', 1), 'crashed')
+    slot.inflight.clear()
+    crashStreak++
+    // Back off so a model that kills its worker on load cannot make the pool spin.
+    if (!closed && !slot.retiring) spawn(Math.min(100 * 2 ** (crashStreak - 1), MAX_RESTART_DELAY_MS), slot.succeeds)
+  }
+
+  function finish(slot: Slot, message: Extract<FromWorker, { type: 'result' | 'failed' }>): void {
+    const job = slot.inflight.get(message.id)
+    slot.heapBytes = message.heapBytes
+    if (!job) return
+    slot.inflight.delete(message.id)
+    slot.runs++
+    crashStreak = 0
+    if (message.type === 'result') {
+      const queueMs = job.startedAt! - job.enqueuedAt
+      job.resolve({ outputs: message.outputs, queueMs, inferenceMs: message.inferenceMs, workerId: slot.id })
+      onRun?.({ model: job.model, outcome: 'ok', queueMs, inferenceMs: message.inferenceMs })
+    } else {
+      job.fail(new ProcessingError(`Model "${job.model}" failed to run: ${message.message}`), 'error')
+    }
+    afterRun(slot)
+  }
+
+  function afterRun(slot: Slot): void {
+    const tooMany = recycleAfter > 0 && slot.runs >= recycleAfter
+    const tooBig = maxHeapMb > 0 && slot.heapBytes > maxHeapMb * 1024 * 1024
+    if (!slot.retiring && (tooMany || tooBig)) {
+      logger?.info({ worker: slot.id, runs: slot.runs, heap_bytes: slot.heapBytes }, 'recycling inference worker')
+      slot.retiring = true
+      if (!closed) spawn(0, slot)
+    }
+    if (slot.state === 'draining') {
+      if (slot.inflight.size === 0) retire(slot)
+    } else slot.state = slot.inflight.size ? 'busy' : 'idle'
+    pump()
+  }
+
+  function pick(model: string): Slot | undefined {
+    let best: Slot | undefined
+    for (const slot of slots) {
+      if ((slot.state !== 'idle' && slot.state !== 'busy') || slot.inflight.size > 0) continue
+      if (!slot.loaded.has(model)) continue
+      if (!best || slot.runs < best.runs) best = slot
+    }
+    return best
+  }
+
+  function start(job: Job, slot: Slot): void {
+    job.slot = slot
+    job.startedAt = performance.now()
+    slot.inflight.set(job.id, job)
+    slot.state = 'busy'
+    const { feeds } = job
+    job.feeds = {}
+    post(slot, { type: 'run', id: job.id, model: job.model, feeds, outputs: job.outputs }, transferList(feeds))
+  }
+
+  function pump(): void {
+    while (queue.length) {
+      const slot = pick(queue[0]!.model)
+      if (!slot) return
+      start(queue.shift()!, slot)
+    }
+  }
+
+  function run(model: string, feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
+    const { timeoutMs, signal, outputs } = runOptions
+    if (closed) return Promise.reject(new ServiceUnavailableError('The inference pool is shutting down', 5))
+    if (signal?.aborted) return Promise.reject(abortReason(signal))
+    if (!specs.has(model)) return Promise.reject(new ServiceUnavailableError(`Model "${model}" is not loaded`, 5))
+    return new Promise<RunResult>((resolve, reject) => {
+      const enqueuedAt = performance.now()
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const settle = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const job: Job = {
+        id: nextJobId++,
+        model,
+        feeds,
+        outputs,
+        timeoutMs,
+        enqueuedAt,
+        resolve(result) {
+          settle()
+          resolve(result)
+        },
+        fail(error, outcome) {
+          settle()
+          const queueMs = (job.startedAt ?? performance.now()) - enqueuedAt
+          onRun?.({ model, outcome, queueMs, inferenceMs: 0 })
+          reject(error)
+        },
+      }
+      const stop = (error: unknown, outcome: RunOutcome) => {
+        const queued = queue.indexOf(job)
+        if (queued >= 0) {
+          queue.splice(queued, 1)
+          job.fail(error, outcome)
+          return
+        }
+        const slot = job.slot
+        if (!slot?.inflight.has(job.id)) return
+        slot.inflight.delete(job.id)
+        job.fail(error, outcome)
+        logger?.warn({ worker: slot.id, model, outcome }, 'stopping a running inference by replacing its worker')
+        replace(slot, outcome === 'timeout' ? 'a run timed out' : 'a run was cancelled')
+      }
+      function onAbort() {
+        stop(abortReason(signal!), 'aborted')
+      }
+      timer = setTimeout(function onTimeout() {
+        const stage = job.slot ? 'running' : 'queued'
+        stop(new TimeoutError(`Model "${model}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage }), 'timeout')
+      }, timeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+
+      const slot = queue.length ? undefined : pick(model)
+      if (slot) return start(job, slot)
+      if (queue.length >= queueMax) {
+        job.fail(
+          new ServiceUnavailableError(`All inference workers are busy and ${queue.length} requests are waiting; retry shortly`, 1, {
+            queue_max: queueMax,
+          }),
+          'rejected',
+        )
+        return
+      }
+      queue.push(job)
+    })
+  }
+
+  async function load(spec: ModelSpec): Promise<LoadReport> {
+    specs.set(spec.name, spec)
+    const reports = await Promise.all(slots.map((slot) => loadInto(slot, spec)))
+    const failed = reports.find((r) => !r.ok)
+    const report = failed ?? reports[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
+    if (!report.ok) unload(spec.name)
+    pump()
+    return report
+  }
+
+  function unload(name: string): void {
+    specs.delete(name)
+    for (const slot of slots) {
+      slot.loaded.delete(name)
+      if (!slot.loads.delete(name)) continue
+      void slot.ready.then(() => !slot.dead && post(slot, { type: 'unload', name }))
+    }
+  }
+
+  function stats(): PoolStats {
+    return {
+      size,
+      queueDepth: queue.length,
+      queueMax,
+      workers: slots.map((s) => ({ id: s.id, state: s.state, runs: s.runs, inflight: s.inflight.size, heapBytes: s.heapBytes })),
+    }
+  }
+
+  async function close(): Promise<void> {
+    closed = true
+    const error = new ServiceUnavailableError('The inference pool is shutting down', 5)
+    for (const job of queue.splice(0)) job.fail(error, 'rejected')
+    for (const slot of [...slots]) {
+      retire(slot)
+      for (const job of slot.inflight.values()) job.fail(error, 'rejected')
+      slot.inflight.clear()
+    }
+  }
+
+  for (let i = 0; i < size; i++) spawn()
+  return { load, unload, run, stats, close }
+}

@@ -1,0 +1,49 @@
+import pino from 'pino'
+import type { RegistryConfig } from '../../src/inference/registry'
+import type { Feeds } from '../../src/inference/tensors'
+
+export const FIXTURES = new URL('../fixtures/models/', import.meta.url).pathname
+export const MODELS = new URL('../../models/', import.meta.url).pathname
+export const silent = pino({ level: 'silent' })
+
+export function registryConfig(overrides: Partial<RegistryConfig> = {}): RegistryConfig {
+  return {
+    MODELS_DIR: FIXTURES,
+    MODELS_REQUIRED: [],
+    MODEL_HEALTH_INTERVAL_S: 0,
+    INFERENCE_WORKERS: 1,
+    INFERENCE_QUEUE_MAX: 16,
+    INFERENCE_MAX_TIMEOUT_MS: 60000,
+    INFERENCE_MAX_ELEMENTS: 1 << 20,
+    WORKER_RECYCLE_AFTER: 0,
+    WORKER_MAX_HEAP_MB: 0,
+    ...overrides,
+  }
+}
+
+export async function modelBytes(path: string): Promise<Uint8Array> {
+  return new Uint8Array(await Bun.file(path).arrayBuffer())
+}
+
+export function arithFeeds(x = [1, 2, 3, 4]): Feeds {
+  return {
+    x: { type: 'float32', data: Float32Array.from(x), dims: [1, 4] },
+    n: { type: 'int64', data: BigInt64Array.from([1n, 2n]), dims: [1, 2] },
+  }
+}
+
+/** The slow fixture with enough Loop iterations to run for minutes. */
+export function slowFeeds(iters = 100_000_000n): Feeds {
+  return {
+    iters: { type: 'int64', data: BigInt64Array.of(iters), dims: [] },
+    h0: { type: 'float32', data: new Float32Array(64).fill(0.5), dims: [1, 64] },
+  }
+}
+
+export async function until(check: () => boolean, timeoutMs = 10000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error('condition not reached in time')
+    await Bun.sleep(20)
+  }
+}

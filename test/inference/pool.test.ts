@@ -1,0 +1,149 @@
+import { afterEach, describe, expect, it } from 'bun:test'
+import { ServiceUnavailableError, TimeoutError } from '../../src/errors'
+import { createPool, type Pool, type RunEvent } from '../../src/inference/pool'
+import { arithFeeds, FIXTURES, modelBytes, slowFeeds, until } from './helpers'
+
+const arith = async () => ({ name: 'arith', bytes: await modelBytes(`${FIXTURES}arith/model.onnx`), backends: ['wasm'] })
+const slow = async () => ({ name: 'slow', bytes: await modelBytes(`${FIXTURES}slow/model.onnx`), backends: ['wasm'] })
+
+let pool: Pool | undefined
+afterEach(async () => {
+  await pool?.close()
+  pool = undefined
+})
+
+describe('inference pool', () => {
+  it('runs a model on every worker and reports timings', async () => {
+    const events: RunEvent[] = []
+    pool = createPool({ size: 2, queueMax: 4, onRun: (e) => events.push(e) })
+    const report = await pool.load(await arith())
+    expect(report.ok).toBe(true)
+    const results = await Promise.all([1, 2, 3, 4].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: 5000 })))
+    expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7, 9])
+    expect(new Set(results.map((r) => r.workerId)).size).toBe(2)
+    expect(events).toHaveLength(4)
+    expect(events.every((e) => e.outcome === 'ok' && e.model === 'arith' && e.inferenceMs > 0)).toBe(true)
+    const stats = pool.stats()
+    expect(stats.workers.map((w) => w.runs).reduce((a, b) => a + b)).toBe(4)
+    expect(stats.workers[0]!.heapBytes).toBeGreaterThan(1 << 20)
+  })
+
+  it('transfers input buffers instead of copying them', async () => {
+    pool = createPool({ size: 1, queueMax: 1 })
+    await pool.load(await arith())
+    const feeds = arithFeeds()
+    const x = feeds.x!.data
+    await pool.run('arith', feeds, { timeoutMs: 5000 })
+    expect(x.byteLength).toBe(0)
+  })
+
+  it('answers 503 with Retry-After once the wait queue is full', async () => {
+    pool = createPool({ size: 1, queueMax: 1 })
+    await pool.load(await slow())
+    const running = pool.run('slow', slowFeeds(), { timeoutMs: 1000 })
+    const queued = pool.run('slow', slowFeeds(1n), { timeoutMs: 20000 })
+    const refused = pool.run('slow', slowFeeds(1n), { timeoutMs: 1000 })
+    const error = await refused.catch((e) => e)
+    expect(error).toBeInstanceOf(ServiceUnavailableError)
+    expect(error.headers['Retry-After']).toBe('1')
+    expect(pool.stats().queueDepth).toBe(1)
+    await expect(running).rejects.toBeInstanceOf(TimeoutError)
+    expect((await queued).outputs.h!.dims).toEqual([1, 64])
+  }, 30000)
+
+  it('times out a running request, replaces its worker and serves the next requests', async () => {
+    pool = createPool({ size: 2, queueMax: 4 })
+    await pool.load(await slow())
+    await pool.load(await arith())
+    const before = pool.stats().workers.map((w) => w.id)
+    const started = performance.now()
+    const error = await pool.run('slow', slowFeeds(), { timeoutMs: 300 }).catch((e) => e)
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(error.details).toEqual({ timeout_ms: 300, stage: 'running' })
+    expect(performance.now() - started).toBeLessThan(1500)
+    expect(pool.stats().workers).toHaveLength(2)
+    const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: 5000 })))
+    expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7])
+    await until(() => pool!.stats().workers.every((w) => w.state === 'idle'))
+    const after = pool.stats().workers.map((w) => w.id)
+    expect(after).toHaveLength(2)
+    expect(after.filter((id) => !before.includes(id))).toHaveLength(1)
+    // The replacement reloaded every model: the slow one runs there too.
+    const both = await Promise.all([
+      pool.run('slow', slowFeeds(1n), { timeoutMs: 5000 }),
+      pool.run('slow', slowFeeds(1n), { timeoutMs: 5000 }),
+    ])
+    expect(new Set(both.map((r) => r.workerId)).size).toBe(2)
+  })
+
+  it('removes a timed-out request from the queue without touching the workers', async () => {
+    pool = createPool({ size: 1, queueMax: 4 })
+    await pool.load(await slow())
+    const running = pool.run('slow', slowFeeds(), { timeoutMs: 2000 })
+    const queued = await pool.run('slow', slowFeeds(1n), { timeoutMs: 200 }).catch((e) => e)
+    expect(queued).toBeInstanceOf(TimeoutError)
+    expect(queued.details.stage).toBe('queued')
+    expect(pool.stats().queueDepth).toBe(0)
+    expect(pool.stats().workers[0]!.state).toBe('busy')
+    await expect(running).rejects.toBeInstanceOf(TimeoutError)
+  })
+
+  it('stops a run when the caller aborts', async () => {
+    pool = createPool({ size: 1, queueMax: 4 })
+    await pool.load(await slow())
+    await pool.load(await arith())
+    const controller = new AbortController()
+    const running = pool.run('slow', slowFeeds(), { timeoutMs: 30000, signal: controller.signal })
+    const queued = pool.run('slow', slowFeeds(), { timeoutMs: 30000, signal: controller.signal })
+    setTimeout(() => controller.abort(), 150)
+    const errors = await Promise.all([running.catch((e) => e), queued.catch((e) => e)])
+    expect(errors.map((e) => e.name)).toEqual(['AbortError', 'AbortError'])
+    const already = await pool.run('arith', arithFeeds(), { timeoutMs: 1000, signal: AbortSignal.abort() }).catch((e) => e)
+    expect(already.name).toBe('AbortError')
+    expect((await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })).outputs.y!.data[0]).toBe(3)
+    expect(pool.stats().workers).toHaveLength(1)
+  })
+
+  it('recycles a worker after N runs without failing requests in flight', async () => {
+    pool = createPool({ size: 2, queueMax: 64, recycleAfter: 3 })
+    await pool.load(await arith())
+    const before = pool.stats().workers.map((w) => w.id)
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => pool!.run('arith', arithFeeds([i, 0, 0, 0]), { timeoutMs: 20000 })),
+    )
+    expect(results.map((r) => r.outputs.y!.data[0])).toEqual(Array.from({ length: 16 }, (_, i) => 2 * i + 1))
+    await until(() => pool!.stats().workers.length === 2 && pool!.stats().workers.every((w) => w.state === 'idle'))
+    const ids = pool.stats().workers.map((w) => w.id)
+    expect(ids.filter((id) => before.includes(id))).toEqual([])
+    const more = await Promise.all([1, 2].map(() => pool!.run('arith', arithFeeds(), { timeoutMs: 5000 })))
+    expect(more.map((r) => r.outputs.y!.data[0])).toEqual([3, 3])
+  }, 30000)
+
+  it('recycles a worker whose heap passes the limit', async () => {
+    pool = createPool({ size: 1, queueMax: 4, maxHeapMb: 1 })
+    await pool.load(await arith())
+    const first = await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+    await until(() => pool!.stats().workers.length === 1 && pool!.stats().workers[0]!.id !== first.workerId)
+    const second = await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+    expect(second.workerId).not.toBe(first.workerId)
+  })
+
+  it('fails the requests of a crashed worker as transient and replaces it', async () => {
+    pool = createPool({ size: 1, queueMax: 4, workerUrl: new URL('./crashy-worker.ts', import.meta.url) })
+    await pool.load(await arith())
+    const error = await pool.run('arith', arithFeeds([666, 0, 0, 0]), { timeoutMs: 5000 }).catch((e) => e)
+    expect(error).toBeInstanceOf(ServiceUnavailableError)
+    expect(error.message).toContain('retry')
+    const next = await pool.run('arith', arithFeeds(), { timeoutMs: 10000 })
+    expect(next.outputs.y!.data[0]).toBe(3)
+    expect(pool.stats().workers).toHaveLength(1)
+  })
+
+  it('reports a model that cannot load and keeps serving the others', async () => {
+    pool = createPool({ size: 1, queueMax: 4 })
+    const report = await pool.load({ name: 'corrupt', bytes: await modelBytes(`${FIXTURES}corrupt/model.onnx`), backends: ['wasm'] })
+    expect(report.ok).toBe(false)
+    expect(report.ok ? '' : report.reason).toContain('protobuf parsing failed')
+    await expect(pool.run('corrupt', arithFeeds(), { timeoutMs: 1000 })).rejects.toBeInstanceOf(ServiceUnavailableError)
+  })
+})
