@@ -5,6 +5,7 @@ import { healthModule } from './modules/health'
 import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
+import { modelsModule } from './modules/models'
 import { bodyParser } from './plugins/body-parser'
 import { corsPolicy } from './plugins/cors'
 import { docs } from './plugins/docs'
@@ -43,7 +44,8 @@ export function createApp(deps: Deps) {
       }),
     )
     .use(keysModule({ keys: deps.keys, limiter, logger }))
-    .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger }))
+    .use(modelsModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, maxBatch: config.INFERENCE_MAX_BATCH }))
+    .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: (model) => deps.registry.get(model) }))
 }
 
 export type App = ReturnType<typeof createApp>

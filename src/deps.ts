@@ -1,11 +1,12 @@
 import { Redis } from 'ioredis'
 import type { Config } from './config'
 import { type Database, openDatabase } from './db/client'
-import { NotFoundError } from './errors'
+import { createRegistry, type Registry } from './inference/registry'
+import { executeJob } from './jobs/execute'
 import { createQueue, type Queue } from './jobs/queue'
 import { createRunner, type Executor, type Runner } from './jobs/runner'
 import { createLogger, type Logger } from './logger'
-import type { ReadinessCheck } from './modules/health/service'
+import { modelsCheck, type ReadinessCheck } from './modules/health/service'
 import { createJobService, type JobService } from './modules/jobs/service'
 import { createKeyService, type KeyService } from './modules/keys/service'
 import { createRateLimiter, type RateLimiter } from './plugins/rate-limit'
@@ -15,6 +16,8 @@ export interface Deps {
   config: Config
   logger: Logger
   database: Database
+  /** The one model registry of this process (and its worker pool). */
+  registry: Registry
   keys: KeyService
   limiter: RateLimiter
   queue: Queue
@@ -49,11 +52,17 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     throw error
   }
   logger.info({ database: database.kind }, 'database ready')
+  const registry = createRegistry({ config, logger: logger.child({ component: 'inference' }) })
+  try {
+    await registry.start()
+  } catch (error) {
+    await registry.stop()
+    await database.close()
+    throw error
+  }
   const keys = createKeyService({ db: database.db, cacheTtlMs: config.AUTH_CACHE_TTL_MS })
   await bootstrapKeys(config, keys, logger)
-  const redis = config.REDIS_URL
-    ? new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false })
-    : undefined
+  const redis = config.REDIS_URL ? await connectRedis(config.REDIS_URL, logger) : undefined
   const limiter = createRateLimiter({ rules: config.RATE_LIMITS, logger, redis })
   const queue = createQueue({
     db: database.db,
@@ -63,7 +72,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
   })
   const runner = createRunner({
     queue,
-    execute: options.execute ?? ((job) => Promise.reject(new NotFoundError(`No model named ${job.model} is loaded`))),
+    execute: options.execute ?? ((job, signal) => executeJob(registry, job, signal)),
     logger: logger.child({ component: 'jobs' }),
     concurrency: config.JOBS_CONCURRENCY,
     pollMs: config.JOB_POLL_MS,
@@ -75,15 +84,17 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     config,
     logger,
     database,
+    registry,
     keys,
     limiter,
     queue,
     runner,
     jobs,
     lifecycle: { shuttingDown: false },
-    checks: [],
+    checks: [() => modelsCheck(registry, config.MODELS_REQUIRED)],
     async close() {
       await runner.stop()
+      await registry.stop()
       redis?.disconnect()
       await database.close()
     },
@@ -104,4 +115,18 @@ async function bootstrapKeys(config: Config, keys: KeyService, logger: Logger) {
       `\n  vireo: no API keys existed, so one admin key was created (shown once):\n\n    ${created.key}\n\n  Use it as "Authorization: Bearer <key>".\n`,
     )
   }
+}
+
+/**
+ * Connect before serving, so the first requests already share counters; if Redis is unreachable the
+ * limiter's in-memory insurance takes over (and the failure is logged) until it comes back.
+ */
+async function connectRedis(url: string, logger: Logger): Promise<Redis> {
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 })
+  const ready = new Promise<boolean>((resolve) => {
+    redis.once('ready', () => resolve(true))
+    setTimeout(resolve, 2000, false)
+  })
+  if (!(await ready)) logger.error('redis not reachable at start-up; rate limits are per instance until it is')
+  return redis
 }

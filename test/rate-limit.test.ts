@@ -100,7 +100,7 @@ describe('client IP behind a proxy', () => {
         await t.close()
       }
     }
-  })
+  }, 30_000)
 })
 
 async function startServer(env: Record<string, string>) {

@@ -1,4 +1,5 @@
 import type { Database } from '../../db/client'
+import type { Registry } from '../../inference/registry'
 
 export type CheckStatus = 'ok' | 'degraded' | 'fail'
 
@@ -32,4 +33,15 @@ export async function readiness(deps: HealthDeps): Promise<{ status: 'ready' | '
       ? 'degraded'
       : 'ready'
   return { status, checks }
+}
+
+/** The model slot of readiness: fail when no model is ready or a required one is not; degraded when some are down. */
+export function modelsCheck(registry: Pick<Registry, 'list'>, required: string[]): CheckResult {
+  const models = registry.list()
+  const byStatus = (status: string) => models.filter((m) => m.status === status).map((m) => m.name)
+  const detail = { ready: byStatus('ready'), loading: byStatus('loading'), failed: byStatus('failed'), unhealthy: byStatus('unhealthy') }
+  const missing = required.filter((name) => !detail.ready.includes(name))
+  if (detail.ready.length === 0 || missing.length)
+    return { name: 'models', status: 'fail', detail: { ...detail, required_not_ready: missing } }
+  return { name: 'models', status: detail.ready.length === models.length ? 'ok' : 'degraded', detail }
 }

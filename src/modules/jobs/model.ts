@@ -1,5 +1,6 @@
 import { t } from 'elysia'
 import { JOB_STATUSES } from '../../db/schema'
+import { InferRequestSchema } from '../../inference/tensors'
 
 export const ModelName = t.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'A model folder name' })
 
@@ -10,7 +11,7 @@ export namespace JobModel {
     {
       task: t.Literal('infer', { description: 'Tensor inference. Audio jobs are created with `Prefer: respond-async` on /audio/vad.' }),
       model: ModelName,
-      request: t.Object({}, { additionalProperties: true, description: 'The body /models/{name}/infer would take' }),
+      request: InferRequestSchema,
       max_attempts: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
     },
     { additionalProperties: false },
