@@ -54,7 +54,13 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'NODE_ENV'>, opt
   )
 }
 
-/** Flush buffered lines (async destination) before exit. */
+/** Write out buffered lines (async destination) before exit; `process.exit` would drop them. */
 export function flushLogger(logger: Logger): Promise<void> {
+  const stream = (logger as unknown as Record<symbol, { flushSync?: () => void }>)[pino.symbols.streamSym]
+  try {
+    stream?.flushSync?.()
+  } catch {
+    // Not open yet: nothing was written, so nothing is lost.
+  }
   return new Promise((resolve) => logger.flush(() => resolve()))
 }

@@ -175,6 +175,48 @@ describe('runner', () => {
     expect(job!.attempts).toBe(2)
   })
 
+  it('keeps going when the database fails under it, logging each failure', async () => {
+    const [id] = await submit(1, { case: 'flaky-db' })
+    const real = queue()
+    let claimFailures = 1
+    const flaky: typeof real = {
+      ...real,
+      claim: (owner, limit) => (claimFailures-- > 0 ? Promise.reject(new Error('connection reset')) : real.claim(owner, limit)),
+      renew: () => Promise.reject(new Error('connection reset')),
+      release: () => Promise.reject(new Error('connection reset')),
+      purge: () => Promise.reject(new Error('connection reset')),
+    }
+    const r = createRunner({
+      queue: flaky,
+      execute: (_job, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      logger: t.deps.logger,
+      concurrency: 1,
+      pollMs: 20,
+      leaseS: 0.3,
+      retentionDays: 7,
+    })
+    r.start()
+    await until([id!], (j) => j.status === 'running')
+    await Bun.sleep(250)
+    await r.stop()
+    await Bun.sleep(20)
+    const messages = t.logs.lines.map((l) => l.msg)
+    for (const msg of ['job claim failed; retrying after the poll interval', 'lease renewal failed; will retry', 'job purge failed'])
+      expect(messages).toContain(msg)
+    expect(messages).toContain('could not hand the job back; its lease will expire')
+    await t.deps.queue.cancel(id!)
+  })
+
+  it('logs how many finished jobs it purged', async () => {
+    const [id] = await submit(1, { case: 'purge-log' })
+    await t.deps.queue.cancel(id!)
+    const r = runner(async () => ({}), queue({ now: () => Date.now() + 8 * 86_400_000 }))
+    r.start()
+    await Bun.sleep(100)
+    await r.stop()
+    expect(t.logs.lines.some((l) => l.msg === 'purged finished jobs past retention' && (l.purged as number) >= 1)).toBe(true)
+  })
+
   it('purges finished jobs past retention', async () => {
     const [id] = await submit(1, { case: 'purge' })
     await t.deps.queue.cancel(id!)
