@@ -1,22 +1,9 @@
 import { createApp } from './app'
-import { ConfigError, loadConfig } from './config'
-import { createDeps } from './deps'
-import { flushLogger } from './logger'
+import { boot, finish } from './boot'
 
-/** Entry point: config → deps → app → listen; SIGTERM/SIGINT → graceful shutdown. */
-let config: ReturnType<typeof loadConfig>
-try {
-  config = loadConfig()
-} catch (error) {
-  console.error(error instanceof ConfigError ? error.message : error)
-  process.exit(1)
-}
-
-const deps = await createDeps(config).catch((error: Error) => {
-  console.error(`vireo could not start: ${error.message}`)
-  process.exit(1)
-})
-const { logger } = deps
+/** Bun entry point: config → deps → app → listen; SIGTERM/SIGINT → graceful shutdown. */
+const deps = await boot()
+const { config, logger } = deps
 const app = createApp(deps)
 app.listen({
   hostname: config.HOST,
@@ -32,6 +19,7 @@ let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
+  // Readiness answers 503 from here on; in-flight requests get SHUTDOWN_GRACE_MS to finish.
   deps.lifecycle.shuttingDown = true
   logger.info({ signal, grace_ms: config.SHUTDOWN_GRACE_MS }, 'shutting down')
   const grace = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.SHUTDOWN_GRACE_MS, 'timeout'))
@@ -40,10 +28,7 @@ async function shutdown(signal: string) {
     logger.warn('grace period over; closing remaining connections')
     await server.stop(true)
   }
-  await deps.close()
-  logger.info('shutdown complete')
-  await flushLogger(logger)
-  process.exit(0)
+  await finish(deps)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 process.on('SIGINT', () => void shutdown('SIGINT'))
