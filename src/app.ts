@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import pkg from '../package.json' with { type: 'json' }
 import type { Deps } from './deps'
+import { audioModule } from './modules/audio'
 import { healthModule } from './modules/health'
 import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
@@ -11,6 +12,7 @@ import { corsPolicy } from './plugins/cors'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
 import { requestLogger } from './plugins/logger'
+import { metricsRoute } from './plugins/metrics'
 import { requestId } from './plugins/request-id'
 import { securityHeaders } from './plugins/security-headers'
 import { versioning } from './plugins/versioning'
@@ -28,11 +30,12 @@ export function createApp(deps: Deps) {
     .use(securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' }))
     .use(corsPolicy(config.CORS_ORIGINS))
     .use(errorHandler({ logger, routes: () => app.routes }))
-    .use(requestLogger({ logger }))
+    .use(requestLogger({ logger, onResponse: deps.metrics.observeRequest }))
     .use(versioning())
     .use(bodyParser({ maxJsonBytes: config.MAX_JSON_BYTES, maxUploadBytes: config.MAX_UPLOAD_BYTES }))
     .use(docs({ version: pkg.version }))
     .use(metaModule({ limiter, logger }))
+    .use(metricsRoute({ metrics: deps.metrics, keys: deps.keys, token: config.METRICS_TOKEN, limiter, logger }))
     .use(
       healthModule({
         database: deps.database,
@@ -45,6 +48,7 @@ export function createApp(deps: Deps) {
     )
     .use(keysModule({ keys: deps.keys, limiter, logger }))
     .use(modelsModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, maxBatch: config.INFERENCE_MAX_BATCH }))
+    .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
     .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: (model) => deps.registry.get(model) }))
 }
 

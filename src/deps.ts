@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './logger'
 import { modelsCheck, type ReadinessCheck } from './modules/health/service'
 import { createJobService, type JobService } from './modules/jobs/service'
 import { createKeyService, type KeyService } from './modules/keys/service'
+import { createMetrics, type Metrics } from './plugins/metrics'
 import { createRateLimiter, type RateLimiter } from './plugins/rate-limit'
 
 /** Everything the app needs from the outside world, built once per process and passed to `createApp`. */
@@ -16,6 +17,8 @@ export interface Deps {
   config: Config
   logger: Logger
   database: Database
+  /** Prometheus metrics of this process (served at /metrics). */
+  metrics: Metrics
   /** The one model registry of this process (and its worker pool). */
   registry: Registry
   keys: KeyService
@@ -52,7 +55,16 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     throw error
   }
   logger.info({ database: database.kind }, 'database ready')
-  const registry = createRegistry({ config, logger: logger.child({ component: 'inference' }) })
+  // Collectors read live values at scrape time, so they may name what is created just below.
+  const metrics = createMetrics({
+    collect: {
+      queueDepth: () => registry.pool.stats().queueDepth,
+      workers: () => registry.pool.stats().workers,
+      models: () => registry.list(),
+      jobs: () => queue.counts(),
+    },
+  })
+  const registry = createRegistry({ config, logger: logger.child({ component: 'inference' }), onRun: metrics.observeRun })
   try {
     await registry.start()
   } catch (error) {
@@ -63,7 +75,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
   const keys = createKeyService({ db: database.db, cacheTtlMs: config.AUTH_CACHE_TTL_MS })
   await bootstrapKeys(config, keys, logger)
   const redis = config.REDIS_URL ? await connectRedis(config.REDIS_URL, logger) : undefined
-  const limiter = createRateLimiter({ rules: config.RATE_LIMITS, logger, redis })
+  const limiter = metrics.countRejections(createRateLimiter({ rules: config.RATE_LIMITS, logger, redis }))
   const queue = createQueue({
     db: database.db,
     leaseS: config.JOB_LEASE_S,
@@ -84,6 +96,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     config,
     logger,
     database,
+    metrics,
     registry,
     keys,
     limiter,

@@ -1,3 +1,4 @@
+import { withHeaders } from '@elysiajs/openapi'
 import { type TSchema, t } from 'elysia'
 import { ERROR_CODES, type ErrorCode } from './errors'
 
@@ -88,13 +89,38 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   504: 'Timed out',
 }
 
+/** What the rate-limit plugin sends (`src/plugins/rate-limit.ts`), documented on the answers that can carry it. */
+const RATE_LIMIT_HEADERS = {
+  RateLimit: t.String({
+    description: 'Quota left in the policy this request counted against: `"<policy>";r=<remaining>;t=<seconds to reset>`',
+    maxLength: 128,
+  }),
+  'RateLimit-Policy': t.String({ description: 'The policy: `"<policy>";q=<requests>;w=<window seconds>`', maxLength: 128 }),
+}
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': t.String({
+    description: "The caller's origin, sent only when it is listed in CORS_ORIGINS (`*` outside production)",
+    maxLength: 2048,
+  }),
+}
+const RETRY_AFTER = { 'Retry-After': t.Integer({ description: 'Seconds to wait before trying again', minimum: 0, maximum: 86400 }) }
+
+/** Response headers for one status: CORS on all, the limiter's on 2xx/4xx (it answers 429 itself), `Retry-After` where the error sets it. */
+function headersFor(status: number) {
+  const limited = (status >= 200 && status < 300) || (status >= 400 && status < 500)
+  const retry = status === 429 || status === 503
+  return { ...CORS_HEADERS, ...(limited ? RATE_LIMIT_HEADERS : {}), ...(retry ? RETRY_AFTER : {}) }
+}
+
 /**
  * Response map for a route: its success schema(s) plus the error envelope for each listed status.
- * Every route can also answer 400 (version header), 429 and 500; they are always included.
+ * Every route can also answer 400 (version header), 429 and 500; they are always included, and so
+ * are the headers that come with them.
  * @example response: responses({ 200: EnvelopeSchema(Model) }, 401, 403, 404)
  */
 export function responses(success: Record<number, TSchema>, ...errorStatuses: number[]) {
   const map: Record<number, TSchema> = { ...success }
   for (const status of new Set([400, 429, 500, ...errorStatuses])) map[status] = ErrorEnvelope(ERROR_DESCRIPTIONS[status])
+  for (const [status, schema] of Object.entries(map)) map[Number(status)] = withHeaders(schema as never, headersFor(Number(status)))
   return map
 }

@@ -3,9 +3,10 @@ import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { eq, sql } from 'drizzle-orm'
+import { getTableConfig } from 'drizzle-orm/pg-core'
 import { createApp } from '../src/app'
 import { type Database, openDatabase, transaction } from '../src/db/client'
-import { apiKeys } from '../src/db/schema'
+import { apiKeys, jobs } from '../src/db/schema'
 import { createDeps } from '../src/deps'
 import { ValidationError } from '../src/errors'
 import { createLogger } from '../src/logger'
@@ -42,6 +43,23 @@ describe('migrations on an empty PGlite', () => {
     } finally {
       await database.close()
     }
+  })
+})
+
+describe('schema', () => {
+  it('declares an index for each query the jobs table serves, and its owner key', () => {
+    const config = getTableConfig(jobs)
+    expect(config.indexes.map((i) => i.config.name).sort()).toEqual([
+      'jobs_created_idx',
+      'jobs_finished_idx',
+      'jobs_idempotency_idx',
+      'jobs_lease_idx',
+      'jobs_owner_created_idx',
+      'jobs_queue_idx',
+    ])
+    const [owner] = config.foreignKeys
+    expect(getTableConfig(owner!.reference().foreignTable).name).toBe('api_keys')
+    expect(config.columns.find((c) => c.name === 'input_bytes')!.getSQLType()).toBe('bytea')
   })
 })
 

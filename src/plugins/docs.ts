@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { openapi } from '@elysiajs/openapi'
-import { Elysia } from 'elysia'
+import { toOpenAPISchema } from '@elysiajs/openapi'
+import { type AnyElysia, Elysia, type InternalRoute } from 'elysia'
 import { NotFoundError } from '../errors'
 import { API_PREFIX } from './versioning'
 
@@ -42,37 +42,120 @@ export interface DocsOptions {
   version: string
 }
 
+const OPENAPI_VERSION = '3.1.2'
+const EXCLUDE = { methods: ['options'] }
+
+/** Everything in the document that is not generated from the routes. */
+const documentation = (version: string) => ({
+  info: {
+    title: 'vireo',
+    version,
+    description:
+      'Edge-ready ML inference API. Every JSON answer uses one envelope: `{ success, data, message?, errors }` on success, `{ success: false, error: { code, message, details? }, request_id }` on failure.',
+    license: { name: 'MIT', url: 'https://opensource.org/license/mit' },
+    contact: { name: 'vireo maintainers', url: 'https://github.com/vireo' },
+  },
+  servers: [{ url: '/', description: 'The vireo instance serving this document (local, staging or production)', 'x-internal': false }],
+  tags: [
+    { name: 'meta', description: 'Service information, health and metrics' },
+    { name: 'models', description: 'Model registry and tensor inference' },
+    { name: 'audio', description: 'Voice activity detection' },
+    { name: 'keys', description: 'API keys' },
+    { name: 'jobs', description: 'Asynchronous jobs with retries' },
+  ],
+  // Protected unless a route says otherwise: public routes declare `security: []`, the auth macro sets both schemes.
+  security: [{ bearer: [] }, { apiKey: [] }],
+  components: {
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer', description: 'An API key sent as `Authorization: Bearer <key>`' },
+      apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'The same API key sent as `X-API-Key: <key>`' },
+    },
+  },
+})
+
+/**
+ * vireo parses bodies with one global function (the body-parser plugin), which Elysia's generator cannot see
+ * through, so it would document every body with no media type. Name the parser it implies instead: multipart
+ * when the body carries a file, JSON otherwise.
+ */
+function withBodyMediaType(route: InternalRoute): InternalRoute {
+  const body = (route.hooks as { body?: unknown }).body
+  if (!body) return route
+  const carriesFile = JSON.stringify(body).includes('"format":"binary"')
+  return { ...route, hooks: { ...route.hooks, parse: [{ fn: carriesFile ? 'formdata' : 'json' }] } } as InternalRoute
+}
+
+/** `t.Integer`/`t.Numeric`/`t.BooleanString` also accept their string form; the wire contract is the plain type. */
+const CODED_STRING_FORMATS = new Set(['integer', 'numeric', 'number', 'boolean'])
+
+/**
+ * Collapse Elysia's coercing unions (`anyOf: [{ type: 'string', format: 'integer', default: 0 }, { type: 'integer' }]`)
+ * to the type they stand for. Their string branch carries a number as `default`, which makes the document invalid.
+ * @example finishSchemas({ anyOf: [{ type: 'string', format: 'integer' }, { type: 'integer', minimum: 1 }] }) // { type: 'integer', minimum: 1 }
+ */
+export function finishSchemas(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(finishSchemas)
+  if (node === null || typeof node !== 'object') return node
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(node)) out[key] = finishSchemas(value)
+  const anyOf = out.anyOf as Record<string, unknown>[] | undefined
+  if (Array.isArray(anyOf) && anyOf.length === 2) {
+    const coded = anyOf.find((s) => s.type === 'string' && CODED_STRING_FORMATS.has(String(s.format)))
+    const plain = anyOf.find((s) => s !== coded && ['integer', 'number', 'boolean'].includes(String(s.type)))
+    if (coded && plain) {
+      const { anyOf: _, ...rest } = out
+      return { ...rest, ...plain }
+    }
+  }
+  return out
+}
+
+/**
+ * A module's root route (`.get('/')` under a prefix) is generated as `/api/v1/keys/`; Elysia answers it
+ * with or without the slash, and the slash-less form is the one to document.
+ */
+export function withoutTrailingSlashes<T>(paths: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {}
+  for (const [path, item] of Object.entries(paths)) {
+    const key = path.length > 1 ? path.replace(/\/+$/, '') : path
+    out[key] = { ...out[key], ...item }
+  }
+  return out
+}
+
 /**
  * Swagger UI at `/api/v1/docs`, its assets served from `swagger-ui-dist` (works offline),
- * and the OpenAPI document at `/api/v1/docs/json`.
+ * and the OpenAPI document at `/api/v1/docs/json`, generated from the routes' schemas.
  * @example app.use(docs({ version: '0.1.0' }))
  */
-export const docs = (options: DocsOptions) =>
-  new Elysia({ name: 'vireo.docs' })
-    .use(
-      openapi({
-        path: DOCS_PATH,
-        provider: null,
-        documentation: {
-          info: {
-            title: 'vireo',
-            version: options.version,
-            description:
-              'Edge-ready ML inference API. Every JSON answer uses one envelope: `{ success, data, message?, errors }` on success, `{ success: false, error: { code, message, details? }, request_id }` on failure.',
-            license: { name: 'MIT', url: 'https://opensource.org/license/mit' },
-            contact: { name: 'vireo maintainers', url: 'https://github.com/vireo' },
-          },
-          servers: [{ url: '/', description: 'this server' }],
-          tags: [
-            { name: 'meta', description: 'Service information and health' },
-            { name: 'models', description: 'Model registry and tensor inference' },
-            { name: 'audio', description: 'Voice activity detection' },
-            { name: 'keys', description: 'API keys' },
-            { name: 'jobs', description: 'Asynchronous jobs with retries' },
-          ],
-        },
-        exclude: { methods: ['options'] },
-      }),
+export const docs = (options: DocsOptions) => {
+  const plugin = new Elysia({ name: 'vireo.docs' })
+  // The same protected accessors @elysiajs/openapi reads: every route of the app this plugin is mounted in.
+  const mounted = plugin as unknown as { getGlobalRoutes(): InternalRoute[]; getGlobalDefinitions(): unknown }
+  const fixed = documentation(options.version)
+  let cached: { routes: number; document: unknown } | undefined
+  return plugin
+    .get(
+      `${DOCS_PATH}/json`,
+      function openApiDocument() {
+        const routes = mounted.getGlobalRoutes()
+        if (cached?.routes !== routes.length) {
+          const source = {
+            getGlobalRoutes: () => routes.map(withBodyMediaType),
+            getGlobalDefinitions: () => mounted.getGlobalDefinitions(),
+          }
+          const { paths, components } = toOpenAPISchema(source as unknown as AnyElysia, EXCLUDE, undefined, undefined, OPENAPI_VERSION)
+          const document = {
+            openapi: OPENAPI_VERSION,
+            ...fixed,
+            paths: finishSchemas(withoutTrailingSlashes(paths as Record<string, object>)),
+            components: { ...fixed.components, schemas: finishSchemas(components.schemas) },
+          }
+          cached = { routes: routes.length, document }
+        }
+        return cached.document
+      },
+      { detail: { hide: true } },
     )
     .get(
       DOCS_PATH,
@@ -104,3 +187,4 @@ export const docs = (options: DocsOptions) =>
       },
       { detail: { hide: true } },
     )
+}

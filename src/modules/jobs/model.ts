@@ -2,7 +2,7 @@ import { t } from 'elysia'
 import { JOB_STATUSES } from '../../db/schema'
 import { InferRequestSchema } from '../../inference/tensors'
 
-export const ModelName = t.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'A model folder name' })
+export const ModelName = t.String({ maxLength: 64, pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'A model folder name' })
 
 export namespace JobModel {
   export const status = t.Union(JOB_STATUSES.map((s) => t.Literal(s)))
@@ -44,7 +44,7 @@ export namespace JobModel {
       status: t.Optional(status),
       model: t.Optional(ModelName),
       limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-      cursor: t.Optional(t.String({ maxLength: 200 })),
+      cursor: t.Optional(t.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' })),
     },
     { additionalProperties: false },
   )
@@ -55,7 +55,12 @@ export namespace JobModel {
 
   export const headers = t.Object({
     'idempotency-key': t.Optional(
-      t.String({ minLength: 1, maxLength: 255, description: 'Replays return the first job; scoped per API key' }),
+      t.String({
+        minLength: 1,
+        maxLength: 255,
+        pattern: '^[\\x21-\\x7e]+$',
+        description: 'Visible ASCII; replays return the first job; scoped per API key',
+      }),
     ),
   })
 }

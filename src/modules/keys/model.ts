@@ -50,7 +50,7 @@ export namespace KeyModel {
   export const listQuery = t.Object(
     {
       limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-      cursor: t.Optional(t.String({ maxLength: 200 })),
+      cursor: t.Optional(t.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' })),
     },
     { additionalProperties: false },
   )

@@ -11,6 +11,7 @@ export namespace ModelsModel {
     {
       requests: t.Array(t.Unknown({ description: 'An infer request, as POST /infer takes; each is checked and run on its own' }), {
         minItems: 1,
+        maxItems: 10_000,
       }),
     },
     { additionalProperties: false },
@@ -25,7 +26,9 @@ export namespace ModelsModel {
   export const batchResult = t.Object({ succeeded: t.Integer(), failed: t.Integer(), items: t.Array(batchItem) })
 
   export const asyncHeaders = t.Object({
-    prefer: t.Optional(t.String({ description: '`respond-async` turns the call into a job (RFC 7240); needs the jobs scope' })),
-    'idempotency-key': t.Optional(t.String({ minLength: 1, maxLength: 255 })),
+    prefer: t.Optional(
+      t.String({ maxLength: 256, description: '`respond-async` turns the call into a job (RFC 7240); needs the jobs scope' }),
+    ),
+    'idempotency-key': t.Optional(t.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
   })
 }

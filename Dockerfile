@@ -1,0 +1,36 @@
+# vireo: one image for every instance (PGlite alone, or many instances on one PostgreSQL + Redis).
+#   docker build -t vireo .
+#   docker run -p 3000:3000 -e CORS_ORIGINS=https://app.example.com -e ADMIN_API_KEY=... -v vireo-data:/app/.data vireo
+# Pinned to the Bun that CI tests with (test/ops/dockerfile.test.ts checks they agree).
+FROM oven/bun:1.4.4
+
+WORKDIR /app
+
+# Dependencies first, so editing the source does not invalidate this layer.
+COPY package.json bun.lock ./
+RUN bun install --frozen-lockfile --production && rm -rf /root/.bun/install/cache
+
+COPY src ./src
+COPY drizzle ./drizzle
+COPY models ./models
+
+# The code stays root-owned and read-only for the service; only the PGlite folder is writable.
+RUN mkdir -p /app/.data && chown bun:bun /app/.data
+
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    PGLITE_DIR=/app/.data/pglite
+
+# The image's own unprivileged user (uid 1000).
+USER bun
+
+EXPOSE 3000
+
+# curl is not in the image; Bun's fetch is. Liveness never touches the database, so a slow disk
+# or database shows in readiness, not as a restart loop.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["bun", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/api/v1/health/live').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+# Bun runs as PID 1 through the image's entrypoint (exec), so SIGTERM reaches vireo's graceful shutdown.
+CMD ["bun", "src/index.ts"]

@@ -1,0 +1,327 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { Elysia, t } from 'elysia'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { responses } from '../envelope'
+import { ForbiddenError, UnauthorizedError } from '../errors'
+import type { Logger } from '../logger'
+import { hasScope, type KeyService } from '../modules/keys/service'
+import { presentedKey, refuseKeyInQuery } from './auth'
+import { type RateLimiter, rateLimit } from './rate-limit'
+import { requestState } from './request-id'
+
+/** Model states reported by the registry; each model gets one series per state so `== 0` alerts work. */
+export const MODEL_STATUSES = ['loading', 'ready', 'failed', 'unhealthy'] as const
+
+/** Any other method (clients may send anything) is counted as `other`, so it cannot grow the label set. */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+/** Inference runs in well under a millisecond per frame, so the buckets start far below prom-client's defaults. */
+const INFERENCE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/**
+ * Live values read at scrape time. Every collector is optional: a labelled gauge whose collector
+ * is missing stays empty rather than showing made-up zeros (prom-client shows 0 for an unlabelled one).
+ */
+export interface MetricsCollectors {
+  queueDepth?: () => number
+  /** One entry per inference worker (the pool's `stats().workers` fits). */
+  workers?: () => readonly { id: number | string; state: string; heapBytes: number }[]
+  /** One entry per model (the registry's `list()` fits). */
+  models?: () => readonly { name: string; status: string }[]
+  /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
+  jobs?: () => Record<string, number> | Promise<Record<string, number>>
+  dbPool?: () => { inUse: number; idle: number }
+}
+
+export interface MetricsOptions {
+  collect?: MetricsCollectors
+  /** Process metrics (RSS, heap, event-loop lag, GC); on by default. */
+  defaultMetrics?: boolean
+}
+
+/** One finished HTTP request, as the request logger reports it. */
+export interface RequestObservation {
+  method: string
+  /** The route pattern (`/api/v1/keys/:id`), or `unmatched`; never a concrete path. */
+  route: string
+  status: number
+  durationS: number
+}
+
+/** One finished inference request, as the pool reports it. */
+export interface RunObservation {
+  model: string
+  outcome: string
+  queueMs: number
+  /** Time inside the model; 0 when the run did not finish. */
+  inferenceMs: number
+}
+
+/**
+ * A private Prometheus registry with vireo's metrics. Each app gets its own (never prom-client's
+ * global one), so tests and several apps in one process do not share or clash over series.
+ * `observeRequest` and `observeRun` use no `this`: pass them straight as callbacks.
+ * @example
+ * const metrics = createMetrics({ collect: { queueDepth: () => pool.stats().queueDepth } })
+ * app.use(requestLogger({ logger, onResponse: metrics.observeRequest }))
+ */
+export function createMetrics(options: MetricsOptions = {}) {
+  const { collect = {}, defaultMetrics = true } = options
+  const registry = new Registry()
+  const registers = [registry]
+
+  const collectErrors = new Counter({
+    name: 'metrics_collect_errors_total',
+    help: 'Collectors that threw during a scrape; their gauges were left empty for that scrape',
+    labelNames: ['collector'] as const,
+    registers,
+  })
+  /**
+   * A failing collector must not fail the whole scrape: the other series matter most when something is wrong.
+   * Collectors run concurrently, so a failure shows in `metrics_collect_errors_total` from the next scrape on.
+   */
+  async function guarded(
+    collector: string,
+    gauge: { reset(): void },
+    read: () => unknown | Promise<unknown>,
+    write: (value: never) => void,
+  ) {
+    gauge.reset()
+    try {
+      write((await read()) as never)
+    } catch {
+      gauge.reset()
+      collectErrors.inc({ collector })
+    }
+  }
+
+  const http = {
+    requests: new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers,
+    }),
+    duration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time from the first hook to the response, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+  }
+
+  const inference = {
+    duration: new Histogram({
+      name: 'inference_duration_seconds',
+      help: 'Time spent inside the model for finished runs, by model',
+      labelNames: ['model'] as const,
+      buckets: INFERENCE_BUCKETS,
+      registers,
+    }),
+    queueWait: new Histogram({
+      name: 'inference_queue_wait_seconds',
+      help: 'Time a request waited for a free inference worker, by model',
+      labelNames: ['model'] as const,
+      buckets: INFERENCE_BUCKETS,
+      registers,
+    }),
+    runs: new Counter({
+      name: 'inference_runs_total',
+      help: 'Inference requests by model and outcome (ok, error, timeout, aborted, crashed, rejected)',
+      labelNames: ['model', 'outcome'] as const,
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'inference_queue_depth',
+      help: 'Requests waiting for an inference worker',
+      registers,
+      async collect() {
+        const read = collect.queueDepth
+        if (read) await guarded('queue_depth', this, read, (depth: number) => this.set(depth))
+      },
+    }),
+    workers: new Gauge({
+      name: 'inference_workers',
+      help: 'Inference workers by state (starting, idle, busy, draining)',
+      labelNames: ['state'] as const,
+      registers,
+      async collect() {
+        const read = collect.workers
+        if (!read) return
+        await guarded('workers', this, read, (workers: ReturnType<typeof read>) => {
+          for (const worker of workers) this.inc({ state: worker.state })
+        })
+      },
+    }),
+    workerHeap: new Gauge({
+      name: 'inference_worker_heap_bytes',
+      help: 'Memory of each live inference worker as of its last answer (WASM heap, else JS heap)',
+      labelNames: ['worker'] as const,
+      registers,
+      async collect() {
+        const read = collect.workers
+        if (!read) return
+        await guarded('worker_heap', this, read, (workers: ReturnType<typeof read>) => {
+          for (const worker of workers) this.set({ worker: String(worker.id) }, worker.heapBytes)
+        })
+      },
+    }),
+  }
+
+  const modelStatus = new Gauge({
+    name: 'model_status',
+    help: 'Current status of each model: 1 for its status, 0 for the others',
+    labelNames: ['model', 'status'] as const,
+    registers,
+    async collect() {
+      const read = collect.models
+      if (!read) return
+      await guarded('models', this, read, (models: ReturnType<typeof read>) => {
+        for (const model of models) {
+          for (const status of new Set<string>([...MODEL_STATUSES, model.status]))
+            this.set({ model: model.name, status }, status === model.status ? 1 : 0)
+        }
+      })
+    },
+  })
+
+  const rateLimitRejections = new Counter({
+    name: 'rate_limit_rejections_total',
+    help: 'Requests refused with 429, by rate-limit policy',
+    labelNames: ['policy'] as const,
+    registers,
+  })
+
+  const jobs = new Gauge({
+    name: 'jobs',
+    help: 'Jobs by status',
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      const read = collect.jobs
+      if (!read) return
+      await guarded('jobs', this, read, (counts: Record<string, number>) => {
+        for (const [status, count] of Object.entries(counts)) this.set({ status }, count)
+      })
+    },
+  })
+
+  const dbPool = new Gauge({
+    name: 'db_pool_connections',
+    help: 'Database pool connections by state (in_use, idle)',
+    labelNames: ['state'] as const,
+    registers,
+    async collect() {
+      const read = collect.dbPool
+      if (!read) return
+      await guarded('db_pool', this, read, (pool: ReturnType<typeof read>) => {
+        this.set({ state: 'in_use' }, pool.inUse)
+        this.set({ state: 'idle' }, pool.idle)
+      })
+    },
+  })
+
+  // Includes process_resident_memory_bytes, nodejs_heap_* and nodejs_eventloop_lag_* (perf_hooks'
+  // monitorEventLoopDelay, which Bun and Deno both provide).
+  if (defaultMetrics) collectDefaultMetrics({ register: registry })
+
+  return {
+    registry,
+    http,
+    inference,
+    modelStatus,
+    rateLimitRejections,
+    jobs,
+    dbPool,
+    /** Feed from the request logger's `onResponse`. */
+    observeRequest(entry: RequestObservation): void {
+      const labels = {
+        method: METHODS.has(entry.method) ? entry.method : 'other',
+        route: entry.route || 'unmatched',
+        status: String(entry.status),
+      }
+      http.requests.inc(labels)
+      http.duration.observe(labels, entry.durationS)
+    },
+    /** Feed from the inference pool's `onRun`. */
+    observeRun(event: RunObservation): void {
+      inference.runs.inc({ model: event.model, outcome: event.outcome })
+      // A refused request never waited; a run that did not finish has no model time worth recording.
+      if (event.outcome !== 'rejected') inference.queueWait.observe({ model: event.model }, event.queueMs / 1000)
+      if (event.outcome === 'ok') inference.duration.observe({ model: event.model }, event.inferenceMs / 1000)
+    },
+    /**
+     * The same limiter, counting its refusals. Wrapping the one limiter every module shares counts
+     * each 429 once, without threading a callback through every module's rate-limit plugin.
+     */
+    countRejections(limiter: RateLimiter): RateLimiter {
+      return {
+        ...limiter,
+        async consume(policy, subject) {
+          const decision = await limiter.consume(policy, subject)
+          if (!decision.allowed) rateLimitRejections.inc({ policy })
+          return decision
+        },
+      }
+    },
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+const digest = (value: string) => createHash('sha256').update(value).digest()
+
+/** Equal-length digests make the comparison take the same time whatever is presented. */
+function sameSecret(presented: string, expected: string): boolean {
+  return timingSafeEqual(digest(presented), digest(expected))
+}
+
+export interface MetricsRouteOptions {
+  metrics: Metrics
+  keys: KeyService
+  /** `METRICS_TOKEN`: a bearer token that may scrape without an API key. */
+  token?: string
+  limiter: RateLimiter
+  logger: Logger
+}
+
+/**
+ * `GET /metrics` in the Prometheus text format, for an admin API key or `Authorization: Bearer <METRICS_TOKEN>`,
+ * counted against the `admin` rate limit. Not enveloped (Prometheus fixes the format); failures still are.
+ * @example app.use(metricsRoute({ metrics, keys, token: config.METRICS_TOKEN, limiter, logger }))
+ */
+export const metricsRoute = (options: MetricsRouteOptions) => {
+  const { metrics, keys, token, limiter, logger } = options
+  return new Elysia({ name: 'vireo.metrics' }).use(rateLimit({ limiter, logger })).get(
+    '/metrics',
+    async function scrapeMetrics({ set }) {
+      set.headers['content-type'] = metrics.registry.contentType
+      return await metrics.registry.metrics()
+    },
+    {
+      // Like the auth macro: credentials are settled before anything else, so the limiter counts per key.
+      async transform({ request }) {
+        refuseKeyInQuery(request)
+        const presented = presentedKey(request)
+        if (token !== undefined && presented !== undefined && request.headers.has('authorization') && sameSecret(presented, token)) return
+        const principal = await keys.authenticate(presented)
+        if (!principal) throw new UnauthorizedError()
+        const state = requestState(request)
+        if (state) {
+          state.keyId = principal.id
+          state.log = state.log.child({ key_id: principal.id })
+        }
+        if (!hasScope(principal, 'admin')) throw new ForbiddenError('admin')
+      },
+      rateLimit: 'admin',
+      detail: {
+        tags: ['meta'],
+        summary: 'Prometheus metrics (admin key or METRICS_TOKEN)',
+        description: 'The Prometheus text exposition format 0.0.4, not the JSON envelope. Errors are enveloped.',
+        security: [{ bearer: [] }, { apiKey: [] }],
+      },
+      response: responses({ 200: t.String({ description: 'Prometheus text format 0.0.4', maxLength: 16_777_216 }) }, 401, 403),
+    },
+  )
+}
