@@ -1,37 +1,60 @@
 /**
- * What the worker pool costs over calling onnxruntime directly, on one Silero VAD frame:
- * latency percentiles of a single call and throughput at concurrency 1, 4 and 16, each printed
- * beside the raw in-process figure and as a ratio.
+ * What the inference engine adds over calling onnxruntime directly, on one Silero VAD v5 frame
+ * (input [1,512] FP32, state [2,1,128] zeros, sr INT64 16000 with shape []):
  *
- *   bun bench/inference.ts [iterations]
+ * - latency: p50/p99 of `POST /api/v1/models/silero-vad/infer` over real HTTP (the app in a child
+ *   process, MODELS_DIR=models) and of the in-process worker pool, each beside a raw in-process
+ *   `session.run`, calls interleaved in chunks so drift hits all three alike;
+ * - throughput at concurrency 1, 4 and 16: the pool (and HTTP) against raw sessions looping in as
+ *   many worker threads as the concurrency can keep busy (at most one per core, like the pool).
+ *
+ * Throughput figures are medians of INFER_ROUNDS rounds, raw and pool alternating.
+ *
+ *   bun bench/index.ts inference     (INFER_N=2000 INFER_THROUGHPUT_N=3000 INFER_ROUNDS=3 INFER_SECONDS=3)
  */
-import { readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import * as ort from 'onnxruntime-web'
 import { createPool } from '../src/inference/pool'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { benchKey, col, envInt, goal, load, loadToolNote, median, percentile, productionEnv, ROOT, startServer, WebWorker } from './lib'
 
-const MODEL = new URL('../models/silero-vad/silero_vad_v5.onnx', import.meta.url).pathname
+const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
+const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 
-function frame(): Float32Array {
-  return Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const inferBody = JSON.stringify({
+  inputs: [
+    { name: 'input', shape: [1, SILERO_FRAME], datatype: 'FP32', data: [...samples] },
+    { name: 'state', shape: [2, 1, 128], datatype: 'FP32', data: new Array(SILERO_STATE).fill(0) },
+    { name: 'sr', shape: [], datatype: 'INT64', data: [16000] },
+  ],
+})
+
+interface Percentiles {
+  p50: number
+  p99: number
 }
 
-const feeds = () => packVadBatch([{ samples: frame(), state: new Float32Array(SILERO_STATE) }])
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+function summarise(ms: number[]): Percentiles {
+  const sorted = [...ms].sort((a, b) => a - b)
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
 }
 
-async function latencies(run: () => Promise<unknown>, n: number): Promise<{ p50: number; p99: number }> {
-  for (let i = 0; i < 50; i++) await run()
-  const times: number[] = []
-  for (let i = 0; i < n; i++) {
-    const started = performance.now()
-    await run()
-    times.push(performance.now() - started)
+/** Each path's call times, taken in alternating chunks so a noisy moment on the machine hits every path. */
+async function interleavedLatencies(paths: Record<string, () => Promise<unknown>>, n: number, chunk = 100) {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((k) => [k, []]))
+  // WASM code tiers up over the first thousand or so runs in each thread; measure after that.
+  for (const run of Object.values(paths)) for (let i = 0; i < 1000; i++) await run()
+  for (let done = 0; done < n; done += chunk) {
+    for (const [name, run] of Object.entries(paths)) {
+      for (let i = 0; i < chunk; i++) {
+        const started = performance.now()
+        await run()
+        times[name]!.push(performance.now() - started)
+      }
+    }
   }
-  times.sort((a, b) => a - b)
-  return { p50: percentile(times, 50), p99: percentile(times, 99) }
+  return times
 }
 
 async function throughput(run: () => Promise<unknown>, concurrency: number, n: number): Promise<number> {
@@ -45,39 +68,128 @@ async function throughput(run: () => Promise<unknown>, concurrency: number, n: n
   return n / ((performance.now() - started) / 1000)
 }
 
-export async function benchInference(iterations = 2000, workers = 2): Promise<void> {
-  ort.env.wasm.numThreads = 1
-  const bytes = new Uint8Array(await readFile(MODEL))
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] })
-  const raw = async () => {
-    const f = feeds()
-    const inputs = Object.fromEntries(Object.entries(f).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]))
-    return session.run(inputs)
-  }
-  const pool = createPool({ size: workers, queueMax: 1024 })
-  const report = await pool.load({ name: 'silero-vad', bytes, backends: ['wasm'] })
-  if (!report.ok) throw new Error(report.reason)
-  const pooled = () => pool.run('silero-vad', feeds(), { timeoutMs: 10000 })
-
-  const fmt = (n: number) => n.toFixed(3)
-  const rawLat = await latencies(raw, iterations)
-  const poolLat = await latencies(pooled, iterations)
-  console.log(`one frame, ${iterations} sequential calls (ms)`)
-  console.log(`  raw session.run  p50 ${fmt(rawLat.p50)}  p99 ${fmt(rawLat.p99)}`)
-  console.log(
-    `  pool.run         p50 ${fmt(poolLat.p50)}  p99 ${fmt(poolLat.p99)}  (x${(poolLat.p50 / rawLat.p50).toFixed(2)} p50, x${(poolLat.p99 / rawLat.p99).toFixed(2)} p99)`,
+/** Raw sessions in worker threads, as many as the pool has workers. */
+async function rawWorkers(count: number, bytes: Uint8Array) {
+  const workers = Array.from({ length: count }, () => new WebWorker(new URL('./raw-worker.ts', import.meta.url), { type: 'module' }))
+  const next = (worker: Worker) =>
+    new Promise<{ type: string; ms?: number }>((resolve, reject) => {
+      worker.addEventListener('message', (event) => resolve(event.data), { once: true })
+      worker.addEventListener('error', (event) => reject(new Error(event.message)), { once: true })
+    })
+  await Promise.all(
+    workers.map((worker) => {
+      const ready = next(worker)
+      worker.postMessage({ type: 'load', bytes })
+      return ready
+    }),
   )
-
-  const rawRate = await throughput(raw, 1, iterations)
-  console.log(`throughput (frames/s), pool of ${workers} workers vs a raw in-process loop at ${rawRate.toFixed(0)}/s`)
-  for (const concurrency of [1, 4, 16]) {
-    const rate = await throughput(pooled, concurrency, iterations)
-    console.log(
-      `  concurrency ${String(concurrency).padStart(2)}  ${rate.toFixed(0).padStart(6)}/s  ratio to raw x${(rate / rawRate).toFixed(2)}`,
-    )
+  return {
+    /** Frames/s with `threads` of them looping over `n` frames in all. */
+    async rate(threads: number, n: number): Promise<number> {
+      const started = performance.now()
+      await Promise.all(
+        workers.slice(0, threads).map((worker) => {
+          const done = next(worker)
+          worker.postMessage({ type: 'run', n: Math.ceil(n / threads) })
+          return done
+        }),
+      )
+      return (Math.ceil(n / threads) * threads) / ((performance.now() - started) / 1000)
+    },
+    close: () => {
+      for (const worker of workers) worker.terminate()
+    },
   }
-  await pool.close()
-  await session.release()
 }
 
-if (import.meta.main) await benchInference(Number(process.argv[2] ?? 2000))
+export async function benchInference(): Promise<void> {
+  const n = envInt('INFER_N', 2000)
+  const throughputN = envInt('INFER_THROUGHPUT_N', 3000)
+  const rounds = envInt('INFER_ROUNDS', 3)
+  const seconds = envInt('INFER_SECONDS', 3)
+  const workers = availableParallelism()
+  const bytes = new Uint8Array(await Bun.file(MODEL).arrayBuffer())
+  const key = benchKey()
+  const server = await startServer('app', productionEnv(key, { MODELS_DIR: 'models', INFERENCE_WORKERS: String(workers) }))
+  const pool = createPool({ size: workers, queueMax: 1024 })
+  const raw = await rawWorkers(workers, bytes)
+  try {
+    const url = `${server.url.replace(/\/$/, '')}/api/v1/models/silero-vad/infer`
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+    ort.env.wasm.numThreads = 1
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' })
+    const report = await pool.load({ name: 'silero-vad', bytes, backends: ['wasm'] })
+    if (!report.ok) throw new Error(report.reason)
+
+    const serverTiming: { inference: number[]; queue: number[] } = { inference: [], queue: [] }
+    const paths = {
+      raw: async () => {
+        const inputs = Object.fromEntries(Object.entries(feeds()).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]))
+        return session.run(inputs)
+      },
+      pool: () => pool.run('silero-vad', feeds(), { timeoutMs: 10_000 }),
+      http: async () => {
+        const res = await fetch(url, { method: 'POST', headers, body: inferBody })
+        const answer = (await res.json()) as { success: boolean; data: { timing: { queue_ms: number; inference_ms: number } } }
+        if (!answer.success) throw new Error(`infer answered ${res.status}: ${JSON.stringify(answer)}`)
+        serverTiming.inference.push(answer.data.timing.inference_ms)
+        serverTiming.queue.push(answer.data.timing.queue_ms)
+      },
+    }
+    const times = await interleavedLatencies(paths, n)
+    const lat = {
+      raw: summarise(times.raw!),
+      pool: summarise(times.pool!),
+      http: summarise(times.http!),
+      inside: summarise(serverTiming.inference.slice(-n)),
+      queue: summarise(serverTiming.queue.slice(-n)),
+    }
+    const us = (ms: number) => ms * 1000
+    console.log(`inference latency: one Silero frame, ${n} sequential calls per path, interleaved in chunks of 100 (µs)`)
+    console.log(`  ${'path'.padEnd(44)}${col('p50', 8)}${col('p99', 8)}${col('+p50', 8)}${col('+p99', 8)}  (+ = over raw)`)
+    const row = (label: string, p: Percentiles, base?: Percentiles) =>
+      console.log(
+        `  ${label.padEnd(44)}${col(us(p.p50), 8)}${col(us(p.p99), 8)}${base ? col(us(p.p50 - base.p50), 8) + col(us(p.p99 - base.p99), 8) : ''}`,
+      )
+    row('raw in-process session.run', lat.raw)
+    row(`pool.run in-process (${workers} workers)`, lat.pool, lat.raw)
+    row('POST /infer over HTTP (server process)', lat.http, lat.raw)
+    row('  of which session.run in the server worker', lat.inside)
+    row('  of which pool queue wait in the server', lat.queue)
+    console.log(`  ${goal('HTTP added latency at p50, µs:', us(lat.http.p50 - lat.raw.p50), '<=', 300, 0)}`)
+    console.log(
+      `  HTTP over pool.run: p50 +${us(lat.http.p50 - lat.pool.p50).toFixed(0)} µs, p99 +${us(lat.http.p99 - lat.pool.p99).toFixed(0)} µs (stack, JSON, validation, loopback TCP, client)`,
+    )
+
+    console.log(`inference throughput (frames/s): raw = as many raw sessions looping in worker threads as the concurrency keeps busy`)
+    console.log(
+      `  pool and raw: median of ${rounds} alternating rounds of ${throughputN} frames; HTTP: ${seconds}s of POST /infer; ${loadToolNote()}`,
+    )
+    const pooled = () => pool.run('silero-vad', feeds(), { timeoutMs: 10_000 })
+    await raw.rate(workers, 2000 * workers)
+    await throughput(pooled, workers, 2000 * workers)
+    console.log(`  ${'conc'.padEnd(6)}${col('raw', 14)}${col('pool', 8)}${col('pool/raw', 10)}${col('HTTP', 8)}${col('HTTP/raw', 10)}`)
+    for (const concurrency of [1, 4, 16]) {
+      const threads = Math.min(concurrency, workers)
+      const rawRates: number[] = []
+      const poolRates: number[] = []
+      for (let round = 0; round < rounds; round++) {
+        rawRates.push(await raw.rate(threads, throughputN))
+        poolRates.push(await throughput(pooled, concurrency, throughputN))
+      }
+      const rawRate = median(rawRates)
+      const poolRate = median(poolRates)
+      const http = await load({ url, connections: concurrency, seconds, headers, method: 'POST', body: inferBody })
+      if (http.bad) console.log(`  WARNING: ${http.bad} failed HTTP answers at concurrency ${concurrency}`)
+      console.log(
+        `  ${String(concurrency).padEnd(6)}${col(`${rawRate.toFixed(0)} (${threads}t)`, 14)}${col(poolRate, 8)}${col(poolRate / rawRate, 10, 2)}${col(http.rps, 8)}${col(http.rps / rawRate, 10, 2)}`,
+      )
+      console.log(`        ${goal('pool/raw', poolRate / rawRate, '>=', 0.8)}`)
+    }
+    await session.release()
+  } finally {
+    raw.close()
+    await pool.close()
+    await server.stop()
+  }
+}

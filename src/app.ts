@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import pkg from '../package.json' with { type: 'json' }
 import type { Deps } from './deps'
+import { audioModule } from './modules/audio'
 import { healthModule } from './modules/health'
 import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
@@ -47,6 +48,7 @@ export function createApp(deps: Deps) {
     )
     .use(keysModule({ keys: deps.keys, limiter, logger }))
     .use(modelsModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, maxBatch: config.INFERENCE_MAX_BATCH }))
+    .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
     .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: (model) => deps.registry.get(model) }))
 }
 

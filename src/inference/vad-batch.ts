@@ -12,8 +12,33 @@ export const SILERO_FRAME = 512
 export const SILERO_STATE = 256
 const HALF = SILERO_STATE / 2
 
+/**
+ * Samples of the previous frame that silero-vad's own wrapper prepends to every 16 kHz frame. Without them
+ * the model hears each frame's start as a cut and segment edges drift: on the espeak fixtures the IoU with
+ * the placed speech falls from 0.86–0.98 to 0.76–0.99.
+ */
+export const SILERO_CONTEXT = 64
+/** What one Silero call hears per stream: the context, then the frame. */
+export const SILERO_INPUT = SILERO_CONTEXT + SILERO_FRAME
+
+/**
+ * Slides a 16 kHz signal into Silero inputs: each call returns a fresh [context | frame] array.
+ * @example const window = new SileroWindow(); const input = window.next(frame) // 576 samples
+ */
+export class SileroWindow {
+  private readonly context = new Float32Array(SILERO_CONTEXT)
+
+  next(frame: Float32Array): Float32Array {
+    const input = new Float32Array(SILERO_INPUT)
+    input.set(this.context)
+    input.set(frame, SILERO_CONTEXT)
+    this.context.set(frame.subarray(SILERO_FRAME - SILERO_CONTEXT))
+    return input
+  }
+}
+
 export interface VadFrame {
-  /** SILERO_FRAME samples in [-1, 1]. */
+  /** SILERO_INPUT samples (context + frame, as vireo sends them) or a bare SILERO_FRAME, in [-1, 1]. */
   samples: Float32Array
   /** The stream's state from its previous frame, or zeros for a new stream. */
   state: Float32Array
@@ -30,19 +55,22 @@ export interface VadFrameResult {
  */
 export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): Feeds {
   const batch = frames.length
-  const input = new Float32Array(batch * SILERO_FRAME)
+  const width = frames[0]?.samples.length ?? SILERO_INPUT
+  if (width !== SILERO_INPUT && width !== SILERO_FRAME)
+    throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${width}`)
+  const input = new Float32Array(batch * width)
   const state = new Float32Array(batch * SILERO_STATE)
   frames.forEach((frame, b) => {
-    if (frame.samples.length !== SILERO_FRAME)
-      throw new RangeError(`frame ${b} has ${frame.samples.length} samples; Silero needs ${SILERO_FRAME}`)
+    if (frame.samples.length !== width)
+      throw new RangeError(`frame ${b} has ${frame.samples.length} samples; the batch holds frames of ${width}`)
     if (frame.state.length !== SILERO_STATE)
       throw new RangeError(`frame ${b} has a state of ${frame.state.length} floats; Silero needs ${SILERO_STATE}`)
-    input.set(frame.samples, b * SILERO_FRAME)
+    input.set(frame.samples, b * width)
     state.set(frame.state.subarray(0, HALF), b * HALF)
     state.set(frame.state.subarray(HALF), (batch + b) * HALF)
   })
   return {
-    input: { type: 'float32', data: input, dims: [batch, SILERO_FRAME] },
+    input: { type: 'float32', data: input, dims: [batch, width] },
     state: { type: 'float32', data: state, dims: [2, batch, HALF] },
     sr: { type: 'int64', data: BigInt64Array.of(BigInt(sampleRate)), dims: [] },
   }

@@ -110,6 +110,41 @@ export function finishSchemas(node: unknown): unknown {
   return out
 }
 
+/** Headers of an HTTP answer that refuses an upgrade, as on every other route. */
+const REFUSAL_HEADERS = {
+  RateLimit: { schema: { type: 'string', maxLength: 128 }, description: 'Quota left once the request was counted' },
+  'RateLimit-Policy': { schema: { type: 'string', maxLength: 128 }, description: 'The policy the request counts against' },
+  'Access-Control-Allow-Origin': { schema: { type: 'string', maxLength: 2048 }, description: 'Sent when the origin is allowed' },
+}
+
+/**
+ * OpenAPI has no `ws` method: a WebSocket route is the GET that asks for the upgrade, and what it answers
+ * before upgrading is all an HTTP contract can say about it.
+ */
+export function websocketsAsGet<T extends Record<string, unknown>>(paths: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {}
+  for (const [path, item] of Object.entries(paths)) {
+    const { ws, ...rest } = item as Record<string, Record<string, unknown> | undefined>
+    out[path] = (
+      ws
+        ? {
+            ...rest,
+            get: {
+              ...ws,
+              responses: {
+                101: { description: 'Switching Protocols: the stream is open; events follow as JSON text frames' },
+                400: { description: 'Unsupported API version (answered before the upgrade)', headers: REFUSAL_HEADERS },
+                401: { description: 'Missing or invalid API key (answered before the upgrade)', headers: REFUSAL_HEADERS },
+                403: { description: 'The API key lacks the inference scope', headers: REFUSAL_HEADERS },
+              },
+            },
+          }
+        : item
+    ) as T
+  }
+  return out
+}
+
 /**
  * A module's root route (`.get('/')` under a prefix) is generated as `/api/v1/keys/`; Elysia answers it
  * with or without the slash, and the slash-less form is the one to document.
@@ -148,7 +183,7 @@ export const docs = (options: DocsOptions) => {
           const document = {
             openapi: OPENAPI_VERSION,
             ...fixed,
-            paths: finishSchemas(withoutTrailingSlashes(paths as Record<string, object>)),
+            paths: finishSchemas(websocketsAsGet(withoutTrailingSlashes(paths as Record<string, Record<string, unknown>>))),
             components: { ...fixed.components, schemas: finishSchemas(components.schemas) },
           }
           cached = { routes: routes.length, document }

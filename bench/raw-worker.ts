@@ -1,0 +1,43 @@
+/**
+ * The raw baseline for the throughput benchmark: one onnxruntime-web session on one WASM thread,
+ * set up like src/inference/worker.ts, running Silero frames back to back with no pool around it.
+ * Messages: { type: 'load', bytes } → { type: 'ready' }; { type: 'run', n } → { type: 'done', ms }.
+ */
+import * as ort from 'onnxruntime-web'
+import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+
+ort.env.wasm.numThreads = 1
+ort.env.logLevel = 'error'
+try {
+  const entry = import.meta.resolve('onnxruntime-web')
+  if (entry.startsWith('file:')) ort.env.wasm.wasmPaths = new URL('./', entry).href
+} catch {
+  // Let onnxruntime find its .wasm files itself.
+}
+
+interface Scope {
+  onmessage: ((event: MessageEvent<{ type: 'load'; bytes: Uint8Array } | { type: 'run'; n: number }>) => void) | null
+  postMessage(message: unknown): void
+}
+const scope = globalThis as unknown as Scope
+
+const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const feeds = packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
+let session: ort.InferenceSession | undefined
+
+scope.onmessage = async function onRawMessage(event) {
+  const message = event.data
+  if (message.type === 'load') {
+    session = await ort.InferenceSession.create(message.bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' })
+    scope.postMessage({ type: 'ready' })
+    return
+  }
+  const started = performance.now()
+  for (let i = 0; i < message.n; i++) {
+    const inputs: Record<string, ort.Tensor> = {}
+    for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
+    const outputs = await session!.run(inputs)
+    for (const tensor of Object.values(outputs)) tensor.dispose()
+  }
+  scope.postMessage({ type: 'done', ms: performance.now() - started })
+}

@@ -1,0 +1,101 @@
+/**
+ * A server for the benchmarks, run as a child process so it never shares a thread with the load
+ * generator: `bun bench/server.ts <variant>`, configured by the environment like `bun run start`.
+ * Prints `listening <url>` once ready.
+ *
+ *   bare          Bun.serve answering BENCH_BODY, nothing else
+ *   app           the real createApp(deps)
+ *   full          the plugins of src/app.ts composed here with a models route, all on
+ *   no-<plugin>   the same with one plugin left out (names in PLUGINS)
+ *   route-only    the same route with every plugin left out
+ */
+import { Elysia } from 'elysia'
+import pino from 'pino'
+import { createApp } from '../src/app'
+import { loadConfig } from '../src/config'
+import { createDeps, type Deps } from '../src/deps'
+import { EnvelopeSchema, ok, responses } from '../src/envelope'
+import { ModelInfoSchema } from '../src/inference/registry'
+import { createLogger } from '../src/logger'
+import { ModelsModel } from '../src/modules/models/model'
+import { auth } from '../src/plugins/auth'
+import { bodyParser } from '../src/plugins/body-parser'
+import { corsPolicy } from '../src/plugins/cors'
+import { errorHandler } from '../src/plugins/error-handler'
+import { requestLogger } from '../src/plugins/logger'
+import { rateLimit } from '../src/plugins/rate-limit'
+import { requestId } from '../src/plugins/request-id'
+import { securityHeaders } from '../src/plugins/security-headers'
+import { API_PREFIX, versioning } from '../src/plugins/versioning'
+import { PLUGINS, type PluginName } from './lib'
+
+/** `GET /api/v1/models/:name` as src/modules/models serves it, its guards switchable. */
+function modelsRoute(deps: Deps, guarded: { auth: boolean; rateLimit: boolean }) {
+  const { registry, keys, limiter, logger } = deps
+  // Registering a macro costs nothing per request; only the route options below switch the guards on.
+  return new Elysia({ name: 'bench.models', prefix: `${API_PREFIX}/models`, normalize: false })
+    .use(auth({ keys }))
+    .use(rateLimit({ limiter, logger }))
+    .get('/:name', ({ params }) => ok(registry.get(params.name)), {
+      ...(guarded.auth ? { auth: 'inference' as const } : {}),
+      ...(guarded.rateLimit ? { rateLimit: 'inference' as const } : {}),
+      params: ModelsModel.params,
+      response: responses({ 200: EnvelopeSchema(ModelInfoSchema) }, 401, 403, 404),
+    })
+}
+
+/** src/app.ts's plugin chain, in its order, less the plugins in `off`. */
+function composeApp(deps: Deps, off: PluginName[]) {
+  const { config, logger } = deps
+  const on = (name: PluginName) => !off.includes(name)
+  const none = (name: string) => new Elysia({ name: `bench.without-${name}` })
+  const app: Elysia = new Elysia({ name: 'vireo', normalize: false })
+  return (
+    app
+      .use(on('requestId') ? requestId({ logger, trustProxy: config.TRUST_PROXY }) : none('requestId'))
+      .use(
+        on('securityHeaders')
+          ? securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' })
+          : none('securityHeaders'),
+      )
+      .use(on('corsPolicy') ? corsPolicy(config.CORS_ORIGINS) : none('corsPolicy'))
+      .use(on('errorHandler') ? errorHandler({ logger, routes: () => app.routes }) : none('errorHandler'))
+      // As in src/app.ts, the logger's line also feeds the Prometheus request metrics.
+      .use(on('requestLogger') ? requestLogger({ logger, onResponse: deps.metrics.observeRequest }) : none('requestLogger'))
+      .use(on('versioning') ? versioning() : none('versioning'))
+      .use(
+        on('bodyParser')
+          ? bodyParser({ maxJsonBytes: config.MAX_JSON_BYTES, maxUploadBytes: config.MAX_UPLOAD_BYTES })
+          : none('bodyParser'),
+      )
+      .use(modelsRoute(deps, { auth: on('auth'), rateLimit: on('rateLimit') }))
+  )
+}
+
+const variant = process.argv[2] ?? 'app'
+
+if (variant === 'bare') {
+  const body = process.env.BENCH_BODY ?? '{}'
+  const server = Bun.serve({
+    hostname: '127.0.0.1',
+    port: 0,
+    fetch: () => new Response(body, { headers: { 'content-type': 'application/json' } }),
+  })
+  console.log(`listening ${server.url.href}`)
+} else {
+  const without = variant.startsWith('no-') ? (variant.slice(3) as PluginName) : undefined
+  if (variant !== 'app' && variant !== 'full' && variant !== 'route-only' && !(without && PLUGINS.includes(without)))
+    throw new Error(`unknown variant "${variant}"; use bare, app, full, route-only or no-<${PLUGINS.join('|')}>`)
+  const config = loadConfig()
+  // A real sink, written the way production writes stdout (pino's async destination).
+  const logger = createLogger(config, { destination: pino.destination({ dest: '/dev/null', sync: false }) })
+  const deps = await createDeps(config, { logger, inMemory: true })
+  const app = variant === 'app' ? createApp(deps) : composeApp(deps, variant === 'route-only' ? [...PLUGINS] : without ? [without] : [])
+  app.listen({ hostname: config.HOST, port: config.PORT })
+  process.on('SIGTERM', async () => {
+    await app.stop()
+    await deps.close()
+    process.exit(0)
+  })
+  console.log(`listening ${app.server!.url.href}`)
+}

@@ -1,0 +1,257 @@
+/**
+ * Realtime VAD: PCM bytes of any size in, speech events out, one Silero state per stream.
+ *
+ * The recurrent state lives here in the main thread and travels with every frame, so a worker
+ * that is recycled or replaced between two frames loses nothing. Frames from concurrent streams
+ * meet in a `VadBatcher`, which runs them as one batched session call (rows of input [B,512],
+ * state [2,B,128]): about half the cost per frame of one call each.
+ */
+import { AppError, ProcessingError, ServiceUnavailableError, TimeoutError, UnsupportedMediaTypeError, ValidationError } from '../errors.ts'
+import type { Feeds } from '../inference/tensors.ts'
+import {
+  packVadBatch,
+  SILERO_FRAME,
+  SILERO_STATE,
+  SileroWindow,
+  unpackVadBatch,
+  type VadFrame,
+  type VadFrameResult,
+} from '../inference/vad-batch.ts'
+import { EnergyDetector } from './energy.ts'
+import type { ResolvedVadParams } from './params.ts'
+import { Resampler, TARGET_SAMPLE_RATE } from './resample.ts'
+import { type VadEvent, VadStream } from './vad.ts'
+
+export interface VadBatcherOptions {
+  /** Runs one batch of Silero feeds and returns its outputs (`output`, `stateN`). */
+  run: (feeds: Feeds) => Promise<Feeds>
+  /** How long the first frame of a batch waits for company. */
+  windowMs: number
+  /** A batch this full runs at once. */
+  maxBatch?: number
+  /** Batches running at once (the worker count); later frames gather into bigger batches meanwhile. */
+  maxInFlight?: number
+}
+
+interface Waiting {
+  frame: VadFrame
+  resolve(result: VadFrameResult): void
+  reject(error: unknown): void
+}
+
+/**
+ * Gathers frames from concurrent streams into batched Silero runs.
+ * @example
+ * const batcher = new VadBatcher({ run: async (feeds) => (await registry.runRaw('silero-vad', feeds)).outputs, windowMs: 5 })
+ * const { probability, state } = await batcher.run({ samples, state })
+ */
+export class VadBatcher {
+  private readonly options: Required<VadBatcherOptions>
+  private waiting: Waiting[] = []
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private inFlight = 0
+
+  constructor(options: VadBatcherOptions) {
+    const { maxBatch = 64, maxInFlight = 2 } = options
+    this.options = { ...options, maxBatch, maxInFlight }
+  }
+
+  /** Frames waiting for a batch. */
+  get pending(): number {
+    return this.waiting.length
+  }
+
+  /** Runs one frame (inside some batch) and resolves with its probability and next state. */
+  run(frame: VadFrame): Promise<VadFrameResult> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ frame, resolve, reject })
+      if (this.waiting.length >= this.options.maxBatch) this.flush()
+      else this.timer ??= setTimeout(() => this.flush(), this.options.windowMs)
+    })
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    // With every worker busy, waiting frames keep gathering; the batch that finishes first takes them.
+    if (this.inFlight >= this.options.maxInFlight || this.waiting.length === 0) return
+    const batch = this.waiting.splice(0, this.options.maxBatch)
+    this.inFlight++
+    const settle = () => {
+      this.inFlight--
+      if (this.waiting.length) this.flush()
+    }
+    let feeds: Feeds
+    try {
+      feeds = packVadBatch(batch.map((w) => w.frame))
+    } catch (error) {
+      for (const w of batch) w.reject(error)
+      settle()
+      return
+    }
+    this.options.run(feeds).then(
+      function deliver(outputs) {
+        try {
+          unpackVadBatch(outputs, batch.length).forEach((result, b) => {
+            batch[b]!.resolve(result)
+          })
+        } catch (error) {
+          for (const w of batch) w.reject(new ProcessingError('The VAD model returned an unexpected result', { cause: error }))
+        }
+        settle()
+      },
+      function failAll(error) {
+        for (const w of batch) w.reject(error)
+        settle()
+      },
+    )
+  }
+}
+
+export type StreamEncoding = 'pcm_s16le' | 'f32le'
+
+/** Events a realtime stream emits besides the segmenter's. */
+export type StreamEvent =
+  | VadEvent
+  | { type: 'probability'; t_s: number; probability: number }
+  | { type: 'mode'; mode: 'fallback-energy'; message: string }
+
+export interface RealtimeVadOptions {
+  sampleRate: number
+  encoding: StreamEncoding
+  params: ResolvedVadParams
+  /** Emit one `probability` event per 32 ms frame. */
+  probabilities?: boolean
+  /** Silero for one [context | frame] input (normally a `VadBatcher`); absent means energy detection from the start. */
+  infer?: (frame: VadFrame) => Promise<VadFrameResult>
+  /** 'auto' switches to the energy detector when the model is unavailable or slow; 'never' lets the error end the stream. */
+  fallback?: 'auto' | 'never'
+}
+
+const BYTES: Record<StreamEncoding, number> = { pcm_s16le: 2, f32le: 4 }
+
+/** Whether a model error may be answered by the energy detector instead. */
+export function isModelUnavailable(error: unknown): boolean {
+  return error instanceof ServiceUnavailableError || error instanceof TimeoutError || error instanceof ProcessingError
+}
+
+/**
+ * One realtime stream: decodes PCM, resamples to 16 kHz, cuts 512-sample frames, runs each
+ * through Silero with this stream's state, and segments the probabilities as they come.
+ * Calls must not overlap (await each `push` before the next); frames of a stream are sequential.
+ * @example
+ * const vad = new RealtimeVad({ sampleRate: 48000, encoding: 'pcm_s16le', params, infer: (f) => batcher.run(f) })
+ * for (const event of await vad.push(bytes)) send(event)
+ * for (const event of await vad.end()) send(event)
+ */
+export class RealtimeVad {
+  private readonly options: RealtimeVadOptions
+  private readonly resampler: Resampler
+  private readonly segmenter: VadStream
+  private readonly frame = new Float32Array(SILERO_FRAME)
+  private readonly window = new SileroWindow()
+  private filled = 0
+  private state: Float32Array = new Float32Array(SILERO_STATE)
+  private energy: EnergyDetector | undefined
+  /** 16 kHz samples framed so far (the partial frame included). */
+  private samples = 0
+
+  constructor(options: RealtimeVadOptions) {
+    this.options = options
+    this.resampler = new Resampler({ from: options.sampleRate, to: TARGET_SAMPLE_RATE })
+    this.segmenter = new VadStream(options.params)
+    if (!options.infer) this.energy = new EnergyDetector()
+  }
+
+  /** 'model' while Silero answers, 'fallback-energy' once the energy detector has taken over. */
+  get mode(): 'model' | 'fallback-energy' {
+    return this.energy ? 'fallback-energy' : 'model'
+  }
+
+  /** Seconds of audio (at 16 kHz) received so far. */
+  get seconds(): number {
+    return this.samples / TARGET_SAMPLE_RATE
+  }
+
+  /** Decodes one binary message; throws UnsupportedMediaTypeError / ValidationError for bytes that are not whole finite samples. */
+  decode(bytes: Uint8Array): Float32Array {
+    const width = BYTES[this.options.encoding]
+    if (bytes.byteLength % width !== 0)
+      throw new UnsupportedMediaTypeError(
+        `A ${this.options.encoding} message must hold whole ${width}-byte samples; got ${bytes.byteLength} bytes`,
+      )
+    const count = bytes.byteLength / width
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const out = new Float32Array(count)
+    if (this.options.encoding === 'pcm_s16le') {
+      for (let i = 0; i < count; i++) out[i] = view.getInt16(i * 2, true) / 32768
+      return out
+    }
+    for (let i = 0; i < count; i++) {
+      const value = view.getFloat32(i * 4, true)
+      if (!Number.isFinite(value)) throw new ValidationError(`Sample ${i} of the message is not a finite number`)
+      out[i] = value
+    }
+    return out
+  }
+
+  /** Feeds one binary message; resolves with the events it completed. */
+  async push(bytes: Uint8Array): Promise<StreamEvent[]> {
+    return this.feed(this.resampler.push(this.decode(bytes)))
+  }
+
+  /** Ends the stream: flushes the resampler and the last partial frame, closes an open segment. */
+  async end(): Promise<StreamEvent[]> {
+    const events = await this.feed(this.resampler.flush())
+    const total = this.samples
+    if (this.filled > 0) {
+      this.frame.fill(0, this.filled)
+      this.filled = 0
+      events.push(...(await this.step()))
+    }
+    events.push(...this.segmenter.end(total))
+    return events
+  }
+
+  private async feed(samples: Float32Array): Promise<StreamEvent[]> {
+    const events: StreamEvent[] = []
+    let at = 0
+    while (at < samples.length) {
+      const take = Math.min(SILERO_FRAME - this.filled, samples.length - at)
+      this.frame.set(samples.subarray(at, at + take), this.filled)
+      this.filled += take
+      this.samples += take
+      at += take
+      if (this.filled === SILERO_FRAME) {
+        this.filled = 0
+        events.push(...(await this.step()))
+      }
+    }
+    return events
+  }
+
+  private async step(): Promise<StreamEvent[]> {
+    const index = this.segmenter.frameCount
+    const events: StreamEvent[] = []
+    const probability = await this.probability(events)
+    if (this.options.probabilities) events.push({ type: 'probability', t_s: (index * SILERO_FRAME) / TARGET_SAMPLE_RATE, probability })
+    events.push(...this.segmenter.push(probability))
+    return events
+  }
+
+  private async probability(events: StreamEvent[]): Promise<number> {
+    if (!this.energy) {
+      try {
+        const result = await this.options.infer!({ samples: this.window.next(this.frame), state: this.state })
+        this.state = result.state
+        return result.probability
+      } catch (error) {
+        if (this.options.fallback === 'never' || !isModelUnavailable(error)) throw error
+        this.energy = new EnergyDetector()
+        const reason = error instanceof AppError ? error.message : 'the model failed'
+        events.push({ type: 'mode', mode: 'fallback-energy', message: `Switched to the energy detector: ${reason}` })
+      }
+    }
+    return this.energy.push(this.frame)
+  }
+}

@@ -1,0 +1,128 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { readAudioInfo } from '../../src/audio/decode'
+import { resolveVadParams } from '../../src/audio/params'
+import { decodeToMono16k } from '../../src/audio/pipeline'
+import { RealtimeVad, VadBatcher } from '../../src/audio/stream'
+import { ProcessingError, ServiceUnavailableError } from '../../src/errors'
+import type { Feeds } from '../../src/inference/tensors'
+import { packVadBatch, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
+import { detectSpeech, sileroFrames } from '../../src/modules/audio/service'
+import { createTestApp, type TestApp } from '../helpers'
+import { fixture } from './helpers'
+
+let t: TestApp
+beforeAll(async () => {
+  t = await createTestApp({ MODELS_DIR: 'models', INFERENCE_WORKERS: '2' })
+}, 30_000)
+afterAll(() => t.close())
+
+const run = async (feeds: Feeds) => (await t.deps.registry.runRaw('silero-vad', feeds)).outputs
+
+async function inputsOf(name: string, frames: number): Promise<Float32Array[]> {
+  const { samples } = decodeToMono16k(await fixture(name))
+  const window = new SileroWindow()
+  return Array.from({ length: frames }, (_, k) => window.next(samples.subarray(k * 512, (k + 1) * 512)))
+}
+
+describe('VadBatcher', () => {
+  it('gives every stream the same probabilities and states as unbatched runs (within 1e-6)', async () => {
+    const names = ['speech_16k_mono_s16.wav', 'speech_44k_stereo_s16.wav', 'speech_48k_mono_s16_noise.wav', 'silence_16k_mono_s16.wav']
+    const streams = await Promise.all(names.map((n) => inputsOf(n, 60)))
+    const alone: { probs: number[]; state: Float32Array }[] = []
+    for (const inputs of streams) {
+      let state = new Float32Array(SILERO_STATE) as Float32Array
+      const probs: number[] = []
+      for (const samples of inputs) {
+        const [r] = unpackVadBatch(await run(packVadBatch([{ samples, state }])), 1)
+        probs.push(r!.probability)
+        state = r!.state
+      }
+      alone.push({ probs, state })
+    }
+    const batches: number[] = []
+    const batcher = new VadBatcher({
+      run: (feeds) => {
+        batches.push(feeds.input!.dims[0]!)
+        return run(feeds)
+      },
+      windowMs: 5,
+      maxInFlight: 2,
+    })
+    const together = await Promise.all(
+      streams.map(async (inputs) => {
+        let state = new Float32Array(SILERO_STATE) as Float32Array
+        const probs: number[] = []
+        for (const samples of inputs) {
+          const r = await batcher.run({ samples, state })
+          probs.push(r.probability)
+          state = r.state
+        }
+        return { probs, state }
+      }),
+    )
+    expect(Math.max(...batches)).toBe(4)
+    together.forEach((got, s) => {
+      for (const [i, p] of got.probs.entries()) expect(Math.abs(p - alone[s]!.probs[i]!)).toBeLessThan(1e-6)
+      for (const [i, v] of got.state.entries()) expect(Math.abs(v - alone[s]!.state[i]!)).toBeLessThan(1e-6)
+    })
+    expect(batcher.pending).toBe(0)
+  }, 20_000)
+
+  it('runs a full batch at once and rejects every frame of a failed batch', async () => {
+    const failing = new VadBatcher({ run: () => Promise.reject(new ServiceUnavailableError('down')), windowMs: 1000, maxBatch: 2 })
+    const frame = () => ({ samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) })
+    const results = await Promise.allSettled([failing.run(frame()), failing.run(frame())])
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected'])
+    const wrongSize = await Promise.allSettled([
+      new VadBatcher({ run, windowMs: 0 }).run({ samples: new Float32Array(3), state: new Float32Array(SILERO_STATE) }),
+    ])
+    expect(wrongSize[0]!.status).toBe('rejected')
+    const garbled = new VadBatcher({ run: async () => ({}), windowMs: 0 })
+    await expect(garbled.run(frame())).rejects.toBeInstanceOf(ProcessingError)
+  })
+})
+
+describe('RealtimeVad', () => {
+  const params = resolveVadParams({})
+  it('switches to the energy detector when the model fails mid-stream, and says so', async () => {
+    let calls = 0
+    const vad = new RealtimeVad({
+      sampleRate: 16000,
+      encoding: 'pcm_s16le',
+      params,
+      infer: async () => {
+        if (++calls > 3) throw new ServiceUnavailableError('gone')
+        return { probability: 0, state: new Float32Array(SILERO_STATE) }
+      },
+    })
+    const events = await vad.push(new Uint8Array(512 * 2 * 5))
+    expect(events).toContainEqual({ type: 'mode', mode: 'fallback-energy', message: 'Switched to the energy detector: gone' })
+    expect(vad.mode).toBe('fallback-energy')
+    expect(vad.seconds).toBeCloseTo(0.16, 6)
+    await vad.end()
+  })
+
+  it('lets the error through with fallback never', async () => {
+    const vad = new RealtimeVad({
+      sampleRate: 16000,
+      encoding: 'pcm_s16le',
+      params,
+      fallback: 'never',
+      infer: () => Promise.reject(new ServiceUnavailableError('gone')),
+    })
+    await expect(vad.push(new Uint8Array(1024))).rejects.toBeInstanceOf(ServiceUnavailableError)
+  })
+})
+
+describe('the model timing out', () => {
+  it('falls back to energy on a whole-file budget that runs out, or answers 504 with fallback never', async () => {
+    const bytes = await fixture('speech_16k_mono_s16_long.wav')
+    const outcome = await detectSpeech(t.deps.registry, bytes, { timeoutMs: 1 })
+    expect(outcome.data.mode).toBe('fallback-energy')
+    expect(outcome.message).toContain('within 1 ms')
+    await expect(detectSpeech(t.deps.registry, bytes, { timeoutMs: 1, fallback: 'never' })).rejects.toMatchObject({ code: 'TIMEOUT_ERROR' })
+    const info = readAudioInfo(bytes)
+    await expect(sileroFrames(t.deps.registry, bytes, info, { model: 'nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' })
+    expect((await detectSpeech(t.deps.registry, bytes, { model: 'nope' })).data.mode).toBe('fallback-energy')
+  }, 20_000)
+})

@@ -1,0 +1,228 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { readWavInfo } from '../../src/audio/decode'
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
+import { fixture } from './helpers'
+
+let t: TestApp
+let key: string
+let url: string
+beforeAll(async () => {
+  t = await createTestApp({
+    MODELS_DIR: 'models',
+    INFERENCE_WORKERS: '2',
+    VAD_STREAM_IDLE_S: '1',
+    VAD_STREAM_MAX_S: '3',
+    VAD_STREAM_MAX_PER_KEY: '2',
+    VAD_STREAM_MAX_MESSAGE_BYTES: '65536',
+  })
+  key = await createKey(t, ['inference'])
+  t.app.listen({ port: 0, hostname: '127.0.0.1' })
+  url = `ws://127.0.0.1:${t.app.server!.port}/api/v1/audio/vad/stream`
+}, 30_000)
+afterAll(async () => {
+  await t.app.stop(true)
+  await t.close()
+})
+
+interface StreamMessage {
+  type: string
+  code?: string
+  segment?: { start_s: number; end_s: number }
+}
+
+interface Client {
+  ws: WebSocket
+  events: StreamMessage[]
+  opened: Promise<boolean>
+  closed: Promise<{ code: number; reason: string }>
+  next(type: string): Promise<StreamMessage>
+}
+
+function connect(options: { headers?: Record<string, string>; protocols?: string[] } = { headers: bearer(key) }): Client {
+  const ws = new WebSocket(url, options as never)
+  ws.binaryType = 'arraybuffer'
+  const events: StreamMessage[] = []
+  const waiters: {
+    type: string
+    resolve(event: StreamMessage): void
+  }[] = []
+  ws.addEventListener('message', (m) => {
+    const event = JSON.parse(String(m.data))
+    events.push(event)
+    for (const w of waiters.filter((w) => w.type === event.type)) {
+      waiters.splice(waiters.indexOf(w), 1)
+      w.resolve(event)
+    }
+  })
+  const opened = new Promise<boolean>((resolve) => {
+    ws.addEventListener('open', () => resolve(true))
+    ws.addEventListener('error', () => resolve(false))
+  })
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })),
+  )
+  return {
+    ws,
+    events,
+    opened,
+    closed,
+    next: (type) =>
+      new Promise((resolve) => {
+        const seen = events.find((e) => e.type === type)
+        if (seen) resolve(seen)
+        else waiters.push({ type, resolve })
+      }),
+  }
+}
+
+async function pcm(name: string): Promise<Uint8Array> {
+  const bytes = await fixture(name)
+  const info = readWavInfo(bytes)
+  return bytes.subarray(info.dataOffset, info.dataOffset + info.dataBytes)
+}
+
+async function configured(config: Record<string, unknown> = { sample_rate: 16000, encoding: 'pcm_s16le' }, client = connect()) {
+  expect(await client.opened).toBe(true)
+  client.ws.send(JSON.stringify(config))
+  expect((await client.next('ready')).type).toBe('ready')
+  return client
+}
+
+describe('GET /api/v1/audio/vad/stream', () => {
+  it('emits speech_start and speech_end for a fixture streamed in uneven chunks, matching POST /audio/vad', async () => {
+    const client = await configured({ sample_rate: 16000, encoding: 'pcm_s16le', probabilities: true })
+    const data = await pcm('speech_16k_mono_s16.wav')
+    // Odd-sized chunks (in samples) make frames straddle messages.
+    for (let at = 0; at < data.length; at += 2 * 1234) client.ws.send(data.subarray(at, Math.min(data.length, at + 2 * 1234)))
+    client.ws.send(JSON.stringify({ type: 'end' }))
+    await client.next('end')
+    expect((await client.closed).code).toBe(1000)
+    const ends = client.events.filter((e) => e.type === 'speech_end')
+    expect(client.events.filter((e) => e.type === 'speech_start').length).toBe(2)
+    expect(client.events.filter((e) => e.type === 'probability').length).toBe(Math.ceil(112000 / 512))
+    const posted = await body(
+      await t.app.handle(
+        req('/api/v1/audio/vad', {
+          method: 'POST',
+          body: (await fixture('speech_16k_mono_s16.wav')) as Uint8Array<ArrayBuffer>,
+          headers: { ...bearer(key), 'content-type': 'audio/wav' },
+        }),
+      ),
+    )
+    expect(ends.length).toBe(posted.data.segments.length)
+    ends.forEach((e, i) => {
+      expect(e.segment!.start_s).toBeCloseTo(posted.data.segments[i].start_s, 3)
+      expect(e.segment!.end_s).toBeCloseTo(posted.data.segments[i].end_s, 3)
+    })
+  }, 15_000)
+
+  it('resamples f32le audio at 44.1 kHz', async () => {
+    const client = await configured({ sample_rate: 44100, encoding: 'f32le', min_silence_ms: 150 })
+    const seconds = 2
+    const samples = new Float32Array(44100 * seconds)
+    // A second of voiced-like buzz between silences is enough to check the path end to end, not the model.
+    for (let i = 0; i < samples.length; i++) samples[i] = i > 22050 && i < 66150 ? 0.2 * Math.sin((2 * Math.PI * 150 * i) / 44100) : 0
+    const bytes = new Uint8Array(samples.buffer)
+    for (let at = 0; at < bytes.length; at += 16384) client.ws.send(bytes.subarray(at, at + 16384))
+    client.ws.send(JSON.stringify({ type: 'end' }))
+    await client.next('end')
+    expect(client.events.some((e) => e.type === 'error')).toBe(false)
+  })
+
+  it('accepts the key as a subprotocol and echoes the keyless protocol (or the only one offered)', async () => {
+    const both = connect({ protocols: ['vireo.vad.v1', `vireo.key.${key}`] })
+    expect(await both.opened).toBe(true)
+    expect(both.ws.protocol).toBe('vireo.vad.v1')
+    both.ws.close()
+    const only = connect({ protocols: [`vireo.key.${key}`] })
+    expect(await only.opened).toBe(true)
+    expect(only.ws.protocol).toBe(`vireo.key.${key}`)
+    only.ws.close()
+    await Promise.all([both.closed, only.closed])
+  })
+
+  it('refuses the upgrade without a valid key', async () => {
+    const anonymous = connect({})
+    expect(await anonymous.opened).toBe(false)
+    const wrong = connect({ protocols: ['vireo.key.nope'] })
+    expect(await wrong.opened).toBe(false)
+  })
+
+  const failures: [string, (c: Client) => void, string, number][] = [
+    ['malformed config', (c) => c.ws.send('hello'), 'VALIDATION_ERROR', 1008],
+    [
+      'an out-of-range sample rate',
+      (c) => c.ws.send(JSON.stringify({ sample_rate: 1000, encoding: 'pcm_s16le' })),
+      'VALIDATION_ERROR',
+      1008,
+    ],
+    [
+      'a bad segmenter rule',
+      (c) => c.ws.send(JSON.stringify({ sample_rate: 16000, encoding: 'pcm_s16le', threshold: 0.3, neg_threshold: 0.5 })),
+      'VALIDATION_ERROR',
+      1008,
+    ],
+    ['binary before config', (c) => c.ws.send(new Uint8Array(64)), 'UNSUPPORTED_MEDIA_TYPE', 1003],
+    ['a message over VAD_STREAM_MAX_MESSAGE_BYTES', (c) => c.ws.send(new Uint8Array(70000)), 'PAYLOAD_TOO_LARGE', 1009],
+  ]
+  for (const [what, act, code, close] of failures) {
+    it(`sends an error event and closes ${close} for ${what}`, async () => {
+      const client = connect()
+      expect(await client.opened).toBe(true)
+      act(client)
+      expect((await client.next('error')).code).toBe(code)
+      expect((await client.closed).code).toBe(close)
+    })
+  }
+
+  it('closes 1003 for an odd byte count in s16 and for text after the config', async () => {
+    const odd = await configured()
+    odd.ws.send(new Uint8Array(1001))
+    expect((await odd.next('error')).code).toBe('UNSUPPORTED_MEDIA_TYPE')
+    expect((await odd.closed).code).toBe(1003)
+    const text = await configured()
+    text.ws.send(JSON.stringify({ sample_rate: 8000, encoding: 'pcm_s16le' }))
+    expect((await text.closed).code).toBe(1003)
+  })
+
+  it('closes 1008 for non-finite float samples', async () => {
+    const client = await configured({ sample_rate: 16000, encoding: 'f32le' })
+    client.ws.send(new Uint8Array(Float32Array.of(0, Number.NaN).buffer))
+    expect((await client.next('error')).code).toBe('VALIDATION_ERROR')
+    expect((await client.closed).code).toBe(1008)
+  })
+
+  it('limits open streams per key', async () => {
+    const limited = await createKey(t, ['inference'])
+    const [a, b] = [connect({ headers: bearer(limited) }), connect({ headers: bearer(limited) })]
+    expect(await a.opened).toBe(true)
+    expect(await b.opened).toBe(true)
+    const c = connect({ headers: bearer(limited) })
+    expect((await c.next('error')).code).toBe('RATE_LIMITED')
+    expect((await c.closed).code).toBe(1008)
+    a.ws.close()
+    await a.closed
+    await Bun.sleep(20)
+    const d = await configured(undefined, connect({ headers: bearer(limited) }))
+    expect(d.events.some((e) => e.type === 'error')).toBe(false)
+    b.ws.close()
+    d.ws.close()
+  })
+
+  it('closes 4008 after VAD_STREAM_IDLE_S without a message', async () => {
+    const client = await configured()
+    expect((await client.next('error')).code).toBe('TIMEOUT_ERROR')
+    expect((await client.closed).code).toBe(4008)
+  }, 5_000)
+
+  it('closes 1008 at VAD_STREAM_MAX_S however busy the stream is', async () => {
+    const client = await configured()
+    const started = performance.now()
+    const feeder = setInterval(() => client.ws.readyState === WebSocket.OPEN && client.ws.send(new Uint8Array(3200)), 200)
+    const error = await client.next('error')
+    clearInterval(feeder)
+    expect(error.code).toBe('TIMEOUT_ERROR')
+    expect((await client.closed).code).toBe(1008)
+    expect(performance.now() - started).toBeGreaterThan(2500)
+  }, 6_000)
+})
