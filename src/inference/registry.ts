@@ -363,8 +363,9 @@ export function createRegistry(options: RegistryOptions): Registry {
   return {
     start,
     stop,
-    list: () => [...entries.values()].map((e) => structuredClone(e.info)),
-    get: (name) => structuredClone(find(name).info),
+    // Snapshots: the registry updates status fields in place; load-time fields (inputs, outputs) never change.
+    list: () => [...entries.values()].map((e) => ({ ...e.info })),
+    get: (name) => ({ ...find(name).info }),
     infer,
     runRaw,
     checkHealth,

@@ -55,17 +55,27 @@ export const auth = (options: AuthOptions) =>
       detail: { security: [{ bearer: [] }, { apiKey: [] }] },
       // transform runs before validation, so an anonymous caller learns nothing about the schema.
       async transform({ request }) {
-        refuseKeyInQuery(request)
-        const principal = await options.keys.authenticate(presentedKey(request))
-        if (!principal) throw new UnauthorizedError()
-        principals.set(request, principal)
-        const state = requestState(request)
-        if (state) {
-          state.keyId = principal.id
-          state.log = state.log.child({ key_id: principal.id })
-        }
-        if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
+        await authenticate(options.keys, request, scope)
       },
       resolve: ({ request }) => ({ principal: principals.get(request) as Principal }),
     }),
   })
+
+/**
+ * Settle who is calling: the presented key must be valid and hold `scope`, else 401 (one body for every
+ * way of failing) or 403. Records the key id on the request for logs and rate limits. The auth macro,
+ * the WebSocket upgrade (`allowSubprotocol`) and /metrics all go through here.
+ */
+export async function authenticate(keys: KeyService, request: Request, scope: Scope | 'any', allowSubprotocol = false): Promise<Principal> {
+  refuseKeyInQuery(request)
+  const principal = await keys.authenticate(presentedKey(request, allowSubprotocol))
+  if (!principal) throw new UnauthorizedError()
+  principals.set(request, principal)
+  const state = requestState(request)
+  if (state) state.keyId = principal.id
+  if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
+  return principal
+}
+
+/** The principal `authenticate` settled for this request. */
+export const principalOf = (request: Request): Principal | undefined => principals.get(request)

@@ -2,12 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Elysia, t } from 'elysia'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { responses } from '../envelope'
-import { ForbiddenError, UnauthorizedError } from '../errors'
 import type { Logger } from '../logger'
-import { hasScope, type KeyService } from '../modules/keys/service'
-import { presentedKey, refuseKeyInQuery } from './auth'
+import type { KeyService } from '../modules/keys/service'
+import { authenticate, presentedKey, refuseKeyInQuery } from './auth'
 import { type RateLimiter, rateLimit } from './rate-limit'
-import { requestState } from './request-id'
 
 /** Model states reported by the registry; each model gets one series per state so `== 0` alerts work. */
 export const MODEL_STATUSES = ['loading', 'ready', 'failed', 'unhealthy'] as const
@@ -305,14 +303,7 @@ export const metricsRoute = (options: MetricsRouteOptions) => {
         refuseKeyInQuery(request)
         const presented = presentedKey(request)
         if (token !== undefined && presented !== undefined && request.headers.has('authorization') && sameSecret(presented, token)) return
-        const principal = await keys.authenticate(presented)
-        if (!principal) throw new UnauthorizedError()
-        const state = requestState(request)
-        if (state) {
-          state.keyId = principal.id
-          state.log = state.log.child({ key_id: principal.id })
-        }
-        if (!hasScope(principal, 'admin')) throw new ForbiddenError('admin')
+        await authenticate(keys, request, 'admin')
       },
       rateLimit: 'admin',
       detail: {

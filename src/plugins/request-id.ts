@@ -2,14 +2,24 @@ import { Elysia } from 'elysia'
 import type { Logger } from '../logger'
 
 /** What vireo knows about one request from its first hook to its log line. */
-export interface RequestState {
-  id: string
-  startedAt: number
-  log: Logger
-  /** Client IP as decided by TRUST_PROXY; filled by the request-id plugin. */
-  ip: string
+export class RequestState {
   /** Key id once authenticated, for logs and rate limits. */
   keyId?: string
+  private child?: Logger
+
+  constructor(
+    readonly id: string,
+    readonly startedAt: number,
+    /** Client IP as decided by TRUST_PROXY. */
+    readonly ip: string,
+    private readonly base: Logger,
+  ) {}
+
+  /** A logger whose lines carry this request's id (and key id); made on first use, as most requests never need it. */
+  get log(): Logger {
+    this.child ??= this.base.child(this.keyId ? { request_id: this.id, key_id: this.keyId } : { request_id: this.id })
+    return this.child
+  }
 }
 
 const states = new WeakMap<Request, RequestState>()
@@ -48,6 +58,6 @@ export const requestId = (options: RequestIdOptions) =>
   new Elysia({ name: 'vireo.request-id' }).onRequest(function assignRequestId({ request, set, server }) {
     const id = pickRequestId(request.headers.get('x-request-id'))
     const ip = clientIp(request, server?.requestIP(request)?.address, options.trustProxy)
-    states.set(request, { id, startedAt: performance.now(), log: options.logger.child({ request_id: id }), ip })
+    states.set(request, new RequestState(id, performance.now(), ip, options.logger))
     set.headers['x-request-id'] = id
   })

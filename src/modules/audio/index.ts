@@ -5,16 +5,16 @@ import { resolveVadParams } from '../../audio/params'
 import { RealtimeVad, type StreamEvent, VadBatcher } from '../../audio/stream'
 import type { Config } from '../../config'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
-import { AppError, ForbiddenError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { AppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
 import type { Logger } from '../../logger'
-import { auth, presentedKey, refuseKeyInQuery, WS_KEY_PROTOCOL_PREFIX } from '../../plugins/auth'
+import { auth, authenticate, principalOf, WS_KEY_PROTOCOL_PREFIX } from '../../plugins/auth'
 import { bodyKind } from '../../plugins/body-parser'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { requestState } from '../../plugins/request-id'
 import { API_PREFIX } from '../../plugins/versioning'
 import type { JobService } from '../jobs/service'
-import { hasScope, type KeyService, type Principal } from '../keys/service'
+import type { KeyService, Principal } from '../keys/service'
 import { acceptedAsJob, prefersAsync, requireJobsScope } from '../models'
 import { AudioModel } from './model'
 import { coerceFields, detectSpeech, resolveVadOptions, VAD_MODEL } from './service'
@@ -97,20 +97,10 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
   })
   const openPerKey = new Map<string, number>()
   const streams = new WeakMap<object, StreamState>()
-  const principals = new WeakMap<Request, Principal>()
 
   /** Browsers cannot set headers on a WebSocket, so the key may also come as a `vireo.key.<key>` subprotocol. */
   async function authenticateStream({ request }: { request: Request }) {
-    refuseKeyInQuery(request)
-    const principal = await keys.authenticate(presentedKey(request, true))
-    if (!principal) throw new UnauthorizedError()
-    principals.set(request, principal)
-    const state = requestState(request)
-    if (state) {
-      state.keyId = principal.id
-      state.log = state.log.child({ key_id: principal.id })
-    }
-    if (!hasScope(principal, 'inference')) throw new ForbiddenError('inference')
+    await authenticate(keys, request, 'inference', true)
   }
 
   /** Browsers drop a connection whose answer names no subprotocol when they offered some: accept one, preferring the keyless one. */
@@ -192,7 +182,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
       transform: authenticateStream,
       upgrade: chooseProtocol,
       open(ws) {
-        const principal = principals.get(ws.data.request) as Principal
+        const principal = principalOf(ws.data.request) as Principal
         const log = requestState(ws.data.request)?.log ?? logger
         const state: StreamState = {
           chain: Promise.resolve(),
