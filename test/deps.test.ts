@@ -15,7 +15,8 @@ describe('createDeps', () => {
 
   it('prints one admin key in development when no key exists, and only then', async () => {
     const log = spyOn(console, 'log').mockImplementation(() => {})
-    const config = testConfig({ NODE_ENV: 'development', MODELS_DIR: 'test/fixtures/no-models' })
+    // A database of its own (in-memory PGlite): "no key exists" must hold even on the shared CI server.
+    const config = testConfig({ NODE_ENV: 'development', MODELS_DIR: 'test/fixtures/no-models', DATABASE_URL: '' })
     const logger = createLogger(config, { destination: new LogCapture() })
     const deps = await createDeps(config, { logger, inMemory: true })
     try {

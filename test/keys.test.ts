@@ -209,7 +209,8 @@ describe('GET /api/v1/keys', () => {
 describe('bootstrap', () => {
   it('ensures ADMIN_API_KEY at start-up, once', async () => {
     const operator = 'operator_chosen_key_0123456789_abcdef'
-    const app = await createTestApp({ ADMIN_API_KEY: operator })
+    // A database of its own (in-memory PGlite), so the key count is this test's alone.
+    const app = await createTestApp({ ADMIN_API_KEY: operator, DATABASE_URL: '' })
     try {
       const me = await body(await app.app.handle(req('/api/v1/keys/me', { headers: bearer(operator) })))
       expect(me.data).toMatchObject({ name: 'ADMIN_API_KEY', scopes: ['admin'] })
