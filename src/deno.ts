@@ -1,5 +1,5 @@
 import { createApp } from './app'
-import { boot, finish } from './boot'
+import { boot, gracefulShutdown } from './boot'
 
 /**
  * Entry point under Deno (`deno task start`): the same boot → app as `src/index.ts`, served
@@ -48,18 +48,7 @@ const server = Deno.serve(
 await listening
 deps.runner.start()
 
-let stopping = false
-async function shutdown(signal: string) {
-  if (stopping) return
-  stopping = true
-  // Readiness answers 503 from here on; in-flight requests get SHUTDOWN_GRACE_MS to finish.
-  deps.lifecycle.shuttingDown = true
-  logger.info({ signal, grace_ms: config.SHUTDOWN_GRACE_MS }, 'shutting down')
-  const grace = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.SHUTDOWN_GRACE_MS, 'timeout'))
-  const drained = await Promise.race([server.shutdown().then(() => 'drained' as const), grace])
-  // Deno has no forced close: exiting (in finish) ends whatever connections outlived the grace period.
-  if (drained === 'timeout') logger.warn('grace period over; closing remaining connections')
-  await finish(deps)
-}
+// Deno has no forced close: exiting (in finish) ends whatever connections outlive the grace period.
+const shutdown = gracefulShutdown(deps, { drain: () => server.shutdown() })
 Deno.addSignalListener('SIGTERM', () => void shutdown('SIGTERM'))
 Deno.addSignalListener('SIGINT', () => void shutdown('SIGINT'))

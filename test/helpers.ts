@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { createApp } from '../src/app'
 import { type Config, loadConfig } from '../src/config'
@@ -85,3 +88,51 @@ export async function createKey(
 
 /** Headers carrying a key. */
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` })
+
+export interface RunningServer {
+  proc: ReturnType<typeof Bun.spawn>
+  url: string
+  /** Everything the server wrote to stdout, once it has exited. */
+  output(): Promise<string>
+}
+
+/**
+ * vireo as a real process (`bun src/index.ts`) on a throwaway PGlite and the fixture models, resolved
+ * once it logs "vireo listening".
+ * @example const { url, proc } = await startServer({ ADMIN_API_KEY: key }); proc.kill('SIGTERM')
+ */
+export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+  const proc = Bun.spawn(['bun', 'src/index.ts'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      PGLITE_DIR: mkdtempSync(join(tmpdir(), 'vireo-server-')),
+      MODELS_DIR: 'test/fixtures/models',
+      INFERENCE_WORKERS: '1',
+      ...env,
+    },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+  const reader = proc.stdout.getReader()
+  const decoder = new TextDecoder()
+  let out = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server exited before listening: ${out}${await new Response(proc.stderr).text()}`)
+    out += decoder.decode(value)
+    const match = /"url":"([^"]+)"/.exec(out)
+    if (!match) continue
+    const rest = (async () => {
+      for (;;) {
+        const chunk = await reader.read()
+        if (chunk.done) return out
+        out += decoder.decode(chunk.value)
+      }
+    })()
+    return { proc, url: match[1]!.replace(/\/$/, ''), output: () => rest }
+  }
+}

@@ -1,12 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, setSystemTime } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { RateLimiterRes } from 'rate-limiter-flexible'
 import { createLogger } from '../src/logger'
 import { createRateLimiter, decide, rateLimitHeaders } from '../src/plugins/rate-limit'
-import { bearer, body, createKey, createTestApp, LogCapture, req, type TestApp, testConfig } from './helpers'
+import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig } from './helpers'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6379' : undefined)
 const describeRedis = REDIS_URL ? describe : describe.skip
@@ -103,37 +100,11 @@ describe('client IP behind a proxy', () => {
   }, 30_000)
 })
 
-async function startServer(env: Record<string, string>) {
-  const proc = Bun.spawn(['bun', 'src/index.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      PORT: '0',
-      PGLITE_DIR: mkdtempSync(join(tmpdir(), 'vireo-pglite-')),
-      ...env,
-    },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  const reader = proc.stdout.getReader()
-  let text = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server exited: ${text}`)
-    text += new TextDecoder().decode(value)
-    const match = /"url":"([^"]+)"/.exec(text)
-    if (match) return { proc, url: match[1]!.replace(/\/$/, '') }
-  }
-}
-
 describeRedis('rate limits shared through Redis', () => {
   it('two server processes enforce one quota between them', async () => {
     const redis = new Redis(REDIS_URL!)
     await redis.del('vireo:rl:public:ip:127.0.0.1')
-    const servers = await Promise.all(
-      [1, 2].map(() => startServer({ REDIS_URL: REDIS_URL!, RATE_LIMIT_PUBLIC: '6/60', HOST: '127.0.0.1' })),
-    )
+    const servers = await Promise.all([1, 2].map(() => startServer({ REDIS_URL: REDIS_URL!, RATE_LIMIT_PUBLIC: '6/60' })))
     try {
       const statuses: number[] = []
       for (let i = 0; i < 10; i++) statuses.push((await fetch(`${servers[i % 2]!.url}/api/v1/health/live`)).status)

@@ -1,50 +1,11 @@
 import { describe, expect, it } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { startServer } from './helpers'
 
 const ADMIN = 'shutdown_test_admin_key_0123456789abcdef'
 
-async function start() {
-  const proc = Bun.spawn(['bun', 'src/index.ts'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      PGLITE_DIR: mkdtempSync(join(tmpdir(), 'vireo-shutdown-')),
-      MODELS_DIR: 'test/fixtures/models',
-      INFERENCE_WORKERS: '1',
-      ADMIN_API_KEY: ADMIN,
-      SHUTDOWN_GRACE_MS: '5000',
-    },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  const reader = proc.stdout.getReader()
-  let out = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server exited early: ${out}`)
-    out += new TextDecoder().decode(value)
-    const match = /"url":"([^"]+)"/.exec(out)
-    if (match) {
-      const rest = (async () => {
-        for (;;) {
-          const chunk = await reader.read()
-          if (chunk.done) return out
-          out += new TextDecoder().decode(chunk.value)
-        }
-      })()
-      return { proc, url: match[1]!.replace(/\/$/, ''), output: () => rest }
-    }
-  }
-}
-
 describe('graceful shutdown', () => {
   it('finishes the request in flight, refuses new connections, flushes logs and exits 0 on SIGTERM', async () => {
-    const { proc, url, output } = await start()
+    const { proc, url, output } = await startServer({ ADMIN_API_KEY: ADMIN, SHUTDOWN_GRACE_MS: '5000' })
     // A request whose body trickles in over ~1 s is in flight when the signal arrives.
     const encoder = new TextEncoder()
     const parts = ['{"name":', '"during', ' shutdown",', '"scopes":["jobs"]}']
