@@ -41,7 +41,10 @@ export interface LoggerOptions {
 export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'NODE_ENV'>, options: LoggerOptions = {}): Logger {
   const destination =
     options.destination ??
-    (config.NODE_ENV === 'development' ? pretty({ colorize: true, sync: false }) : pino.destination({ dest: 1, sync: false }))
+    (config.NODE_ENV === 'development'
+      ? pretty({ colorize: true, sync: false })
+      : // minLength 1: every line is written at once, and flush() waits for the writes in flight to finish.
+        pino.destination({ dest: 1, sync: false, minLength: 1 }))
   return pino(
     {
       level: config.LOG_LEVEL,
@@ -54,13 +57,13 @@ export function createLogger(config: Pick<Config, 'LOG_LEVEL' | 'NODE_ENV'>, opt
   )
 }
 
-/** Write out buffered lines (async destination) before exit; `process.exit` would drop them. */
-export function flushLogger(logger: Logger): Promise<void> {
-  const stream = (logger as unknown as Record<symbol, { flushSync?: () => void }>)[pino.symbols.streamSym]
-  try {
-    stream?.flushSync?.()
-  } catch {
-    // Not open yet: nothing was written, so nothing is lost.
-  }
-  return new Promise((resolve) => logger.flush(() => resolve()))
+/** Wait until every line has reached stdout (async destination) before exit; `process.exit` would drop the rest. */
+export function flushLogger(logger: Logger, timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs)
+    logger.flush(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
 }
