@@ -1,7 +1,7 @@
 import { ProcessingError, ServiceUnavailableError, TimeoutError } from '../errors'
 import type { Logger } from '../logger'
 import type { Feeds } from './tensors'
-import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo } from './worker'
+import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
 
 /**
  * A fixed number of inference workers, each running one request at a time (a timed-out run is
@@ -30,6 +30,13 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Output names to compute; all when absent. */
   outputs?: string[]
+}
+
+export interface SequenceOptions {
+  /** Whole budget, queue wait included. */
+  timeoutMs: number
+  signal?: AbortSignal
+  sampleRate?: number
 }
 
 export interface RunResult {
@@ -84,6 +91,12 @@ export interface Pool {
   load(spec: ModelSpec): Promise<LoadReport>
   unload(name: string): void
   run(model: string, feeds: Feeds, options: RunOptions): Promise<RunResult>
+  /**
+   * Consecutive Silero frames of one stream (`inputs`: n × SILERO_INPUT, windowed) in one worker call, the state
+   * carried there; `outputs.output` holds the n probabilities, `outputs.stateN` the state after the last frame.
+   * Queued, timed and counted as one run. The buffers of `inputs` and `state` are transferred.
+   */
+  runVadSequence(model: string, inputs: Float32Array, state: Float32Array, options: SequenceOptions): Promise<RunResult>
   stats(): PoolStats
   close(): Promise<void>
 }
@@ -91,8 +104,8 @@ export interface Pool {
 interface Job {
   id: number
   model: string
-  feeds: Feeds
-  outputs?: string[]
+  /** Dropped once posted: its buffers then belong to the worker. */
+  work?: Work
   timeoutMs: number
   enqueuedAt: number
   startedAt?: number
@@ -133,14 +146,26 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError')
 }
 
-/** The buffers to transfer; views on part of a larger buffer are copied first so unrelated memory is not moved. */
-function transferList(feeds: Feeds): Transferable[] {
+type Data = Feeds[string]['data']
+
+/** The array itself when it owns its buffer; a copy when it views part of a larger one, so unrelated memory is not moved. */
+function owned<T extends Data>(data: T): T {
+  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || !(data.buffer instanceof ArrayBuffer)) return data.slice() as T
+  return data
+}
+
+/** The buffers to transfer with a job's work (made transferable first). */
+function transferList(work: Work): Transferable[] {
   const buffers = new Set<ArrayBuffer>()
-  for (const tensor of Object.values(feeds)) {
-    const { data } = tensor
-    if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || !(data.buffer instanceof ArrayBuffer))
-      tensor.data = data.slice()
-    buffers.add(tensor.data.buffer as ArrayBuffer)
+  if (work.type === 'run') {
+    for (const tensor of Object.values(work.feeds)) {
+      tensor.data = owned(tensor.data)
+      buffers.add(tensor.data.buffer as ArrayBuffer)
+    }
+  } else {
+    work.inputs = owned(work.inputs)
+    work.state = owned(work.state)
+    buffers.add(work.inputs.buffer as ArrayBuffer).add(work.state.buffer as ArrayBuffer)
   }
   return [...buffers]
 }
@@ -318,9 +343,11 @@ export function createPool(options: PoolOptions): Pool {
     job.startedAt = performance.now()
     slot.inflight.set(job.id, job)
     slot.state = 'busy'
-    const { feeds } = job
-    job.feeds = {}
-    post(slot, { type: 'run', id: job.id, model: job.model, feeds, outputs: job.outputs }, transferList(feeds))
+    const work = job.work!
+    job.work = undefined
+    // Before the message is built: it may swap views for arrays of their own.
+    const transfer = transferList(work)
+    post(slot, { ...work, id: job.id, model: job.model }, transfer)
   }
 
   function pump(): void {
@@ -333,6 +360,16 @@ export function createPool(options: PoolOptions): Pool {
 
   function run(model: string, feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
     const { timeoutMs, signal, outputs } = runOptions
+    return submit(model, { type: 'run', feeds, outputs }, timeoutMs, signal)
+  }
+
+  function runVadSequence(model: string, inputs: Float32Array, state: Float32Array, sequenceOptions: SequenceOptions): Promise<RunResult> {
+    const { timeoutMs, signal, sampleRate = 16000 } = sequenceOptions
+    return submit(model, { type: 'vad-sequence', inputs, state, sampleRate }, timeoutMs, signal)
+  }
+
+  /** Every kind of work shares one queue, worker choice, timeout, abort and recycling. */
+  function submit(model: string, work: Work, timeoutMs: number, signal?: AbortSignal): Promise<RunResult> {
     if (closed) return Promise.reject(new ServiceUnavailableError('The inference pool is shutting down', 5))
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     if (!specs.has(model)) return Promise.reject(new ServiceUnavailableError(`Model "${model}" is not loaded`, 5))
@@ -346,8 +383,7 @@ export function createPool(options: PoolOptions): Pool {
       const job: Job = {
         id: nextJobId++,
         model,
-        feeds,
-        outputs,
+        work,
         timeoutMs,
         enqueuedAt,
         resolve(result) {
@@ -439,5 +475,5 @@ export function createPool(options: PoolOptions): Pool {
   }
 
   for (let i = 0; i < size; i++) spawn()
-  return { load, unload, run, stats, close }
+  return { load, unload, run, runVadSequence, stats, close }
 }

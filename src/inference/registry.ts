@@ -16,6 +16,7 @@ import {
   toOutput,
   validateInferRequest,
 } from './tensors'
+import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
 import type { WireTensorInfo } from './worker'
 
 /**
@@ -81,6 +82,15 @@ export interface CallOptions {
   timeoutMs?: number
 }
 
+export interface VadSequenceResult {
+  /** One per frame, in order. */
+  probabilities: Float32Array
+  /** The state after the last frame, to feed the next sequence. */
+  state: Float32Array
+  queueMs: number
+  inferenceMs: number
+}
+
 export interface Registry {
   /** Scan, load and warm up every model. Rejects only when a MODELS_REQUIRED model is not ready. */
   start(): Promise<void>
@@ -92,6 +102,11 @@ export interface Registry {
   infer(name: string, request: InferRequest, options?: CallOptions): Promise<InferResult>
   /** Typed arrays in, typed arrays out, no JSON checks: for trusted callers such as the VAD, which batch frames themselves. */
   runRaw(name: string, feeds: Feeds, options?: CallOptions): Promise<RunResult>
+  /**
+   * Consecutive Silero frames of one stream in one worker call (`inputs`: n × SILERO_INPUT, windowed), the state
+   * carried from frame to frame inside the worker. Same budget rules as `runRaw`; `inputs` and `state` are transferred.
+   */
+  runVadSequence(name: string, inputs: Float32Array, state: Float32Array, options?: CallOptions): Promise<VadSequenceResult>
   /** Probe every loaded model now (the timer calls this too). */
   checkHealth(): Promise<void>
   readonly pool: Pool
@@ -360,6 +375,21 @@ export function createRegistry(options: RegistryOptions): Registry {
     return pool.run(name, feeds, { timeoutMs, signal: callOptions.signal })
   }
 
+  async function runVadSequence(
+    name: string,
+    inputs: Float32Array,
+    state: Float32Array,
+    callOptions: CallOptions = {},
+  ): Promise<VadSequenceResult> {
+    if (inputs.length === 0 || inputs.length % SILERO_INPUT !== 0)
+      throw new RangeError(`a VAD sequence needs a whole number of ${SILERO_INPUT}-sample frames, not ${inputs.length} samples`)
+    if (state.length !== SILERO_STATE) throw new RangeError(`Silero needs a state of ${SILERO_STATE} floats, not ${state.length}`)
+    const entry = serving(name)
+    const timeoutMs = budget(entry.manifest, callOptions.timeoutMs, '/timeout_ms')
+    const { outputs, queueMs, inferenceMs } = await pool.runVadSequence(name, inputs, state, { timeoutMs, signal: callOptions.signal })
+    return { probabilities: outputs.output!.data as Float32Array, state: outputs.stateN!.data as Float32Array, queueMs, inferenceMs }
+  }
+
   return {
     start,
     stop,
@@ -368,6 +398,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     get: (name) => ({ ...find(name).info }),
     infer,
     runRaw,
+    runVadSequence,
     checkHealth,
     pool,
   }

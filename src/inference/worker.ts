@@ -5,6 +5,7 @@
  */
 import type * as Ort from 'onnxruntime-web'
 import type { Feeds, RawTensor } from './tensors'
+import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
 
 export interface WireTensorInfo {
   name: string
@@ -17,10 +18,20 @@ export interface BackendAttempt {
   error: string
 }
 
+/**
+ * What a pool job asks of a worker. 'vad-sequence' runs consecutive Silero frames of one stream
+ * (inputs n × SILERO_INPUT, already windowed) and carries the state between them here, so a file
+ * costs one round trip per chunk rather than one per 32 ms frame. It answers like a run of a
+ * [n, 1] batch: `output` holds the n probabilities, `stateN` the state after the last frame.
+ */
+export type Work =
+  | { type: 'run'; feeds: Feeds; outputs?: string[] }
+  | { type: 'vad-sequence'; inputs: Float32Array; state: Float32Array; sampleRate: number }
+
 export type ToWorker =
   | { type: 'load'; name: string; bytes: Uint8Array; backends: string[] }
   | { type: 'unload'; name: string }
-  | { type: 'run'; id: number; model: string; feeds: Feeds; outputs?: string[] }
+  | (Work & { id: number; model: string })
 
 export type FromWorker =
   | { type: 'ready' }
@@ -119,26 +130,59 @@ async function load(name: string, bytes: Uint8Array, backends: string[]): Promis
   return { type: 'loaded', name, ok: false, reason: attempts.map((a) => `${a.backend}: ${a.error}`).join('; '), attempts }
 }
 
-async function run(id: number, model: string, feeds: Feeds, wanted?: string[]): Promise<void> {
+async function run(session: Ort.InferenceSession, feeds: Feeds, wanted?: string[]): Promise<Feeds> {
+  const inputs: Record<string, Ort.Tensor> = {}
+  for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
+  const results = wanted?.length ? await session.run(inputs, wanted) : await session.run(inputs)
+  const outputs: Feeds = {}
+  for (const [name, tensor] of Object.entries(results)) {
+    const data = (await tensor.getData()) as RawTensor['data']
+    tensor.dispose()
+    outputs[name] = { type: tensor.type as RawTensor['type'], data, dims: [...tensor.dims] }
+  }
+  return outputs
+}
+
+async function vadSequence(session: Ort.InferenceSession, inputs: Float32Array, state: Float32Array, sampleRate: number): Promise<Feeds> {
+  const frames = inputs.length / SILERO_INPUT
+  if (!Number.isInteger(frames) || state.length !== SILERO_STATE)
+    throw new RangeError(`a VAD sequence needs n × ${SILERO_INPUT} samples and ${SILERO_STATE} floats of state`)
+  const probabilities = new Float32Array(frames)
+  const sr = new ort.Tensor('int64', BigInt64Array.of(BigInt(sampleRate)), [])
+  let carried: Ort.Tensor = new ort.Tensor('float32', state, [2, 1, SILERO_STATE / 2])
+  for (let k = 0; k < frames; k++) {
+    const input = new ort.Tensor('float32', inputs.subarray(k * SILERO_INPUT, (k + 1) * SILERO_INPUT), [1, SILERO_INPUT])
+    const { output, stateN } = await session.run({ input, state: carried, sr })
+    if (!output || !stateN) throw new Error('the model did not answer "output" and "stateN"; is it Silero VAD?')
+    probabilities[k] = (output.data as Float32Array)[0]!
+    output.dispose()
+    carried.dispose()
+    carried = stateN
+  }
+  // Copied out of the tensor so the buffer handed back holds the state alone.
+  const next = Float32Array.from(carried.data as Float32Array)
+  carried.dispose()
+  return {
+    output: { type: 'float32', data: probabilities, dims: [frames, 1] },
+    stateN: { type: 'float32', data: next, dims: [2, 1, SILERO_STATE / 2] },
+  }
+}
+
+async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
+  const { id, model } = message
   const session = sessions.get(model)
   if (!session) {
     scope.postMessage({ type: 'failed', id, message: `model "${model}" is not loaded in this worker`, heapBytes: heapBytes() })
     return
   }
   try {
-    const inputs: Record<string, Ort.Tensor> = {}
-    for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
     const started = performance.now()
-    const results = wanted?.length ? await session.run(inputs, wanted) : await session.run(inputs)
+    const outputs =
+      message.type === 'run'
+        ? await run(session, message.feeds, message.outputs)
+        : await vadSequence(session, message.inputs, message.state, message.sampleRate)
     const inferenceMs = performance.now() - started
-    const outputs: Feeds = {}
-    const transfer = new Set<ArrayBuffer>()
-    for (const [name, tensor] of Object.entries(results)) {
-      const data = (await tensor.getData()) as RawTensor['data']
-      tensor.dispose()
-      outputs[name] = { type: tensor.type as RawTensor['type'], data, dims: [...tensor.dims] }
-      transfer.add(data.buffer as ArrayBuffer)
-    }
+    const transfer = new Set(Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer))
     scope.postMessage({ type: 'result', id, outputs, inferenceMs, heapBytes: heapBytes() }, [...transfer])
   } catch (error) {
     scope.postMessage({ type: 'failed', id, message: error instanceof Error ? error.message : String(error), heapBytes: heapBytes() })
@@ -150,7 +194,7 @@ let loading = Promise.resolve()
 
 scope.onmessage = function onWorkerMessage(event) {
   const message = event.data
-  if (message.type === 'run') void run(message.id, message.model, message.feeds, message.outputs)
+  if (message.type === 'run' || message.type === 'vad-sequence') void work(message)
   else if (message.type === 'load') {
     loading = loading.then(async () => scope.postMessage(await load(message.name, message.bytes, message.backends)))
   } else if (message.type === 'unload') {

@@ -6,7 +6,7 @@ import { RealtimeVad, VadBatcher } from '../../src/audio/stream'
 import { ProcessingError, ServiceUnavailableError } from '../../src/errors'
 import type { Feeds } from '../../src/inference/tensors'
 import { packVadBatch, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
-import { detectSpeech, sileroFrames } from '../../src/modules/audio/service'
+import { detectSpeech, frames16k, sileroFrames } from '../../src/modules/audio/service'
 import { createTestApp, type TestApp } from '../helpers'
 import { fixture } from './helpers'
 
@@ -112,6 +112,35 @@ describe('RealtimeVad', () => {
     })
     await expect(vad.push(new Uint8Array(1024))).rejects.toBeInstanceOf(ServiceUnavailableError)
   })
+})
+
+/** What /audio/vad did before chunks: one runRaw per frame, the state carried by the caller. */
+async function perFrame(bytes: Uint8Array): Promise<number[]> {
+  const window = new SileroWindow()
+  let state = new Float32Array(SILERO_STATE) as Float32Array
+  const probs: number[] = []
+  for (const frame of frames16k(bytes, readAudioInfo(bytes))) {
+    const [r] = unpackVadBatch(await run(packVadBatch([{ samples: window.next(frame), state }])), 1)
+    probs.push(r!.probability)
+    state = r!.state
+  }
+  return probs
+}
+
+describe('sileroFrames', () => {
+  it('gives the same probabilities in chunks as one run per frame (within 1e-6), whatever the chunk size', async () => {
+    // The long file is 938 frames: full chunks of 256 and a partial last one; the other is resampled from 44.1 kHz.
+    for (const name of ['speech_16k_mono_s16_long.wav', 'speech_44k_stereo_s16.wav']) {
+      const bytes = await fixture(name)
+      const expected = await perFrame(bytes)
+      for (const chunkFrames of [256, 100, 7, 1]) {
+        const { values, totalSamples } = await sileroFrames(t.deps.registry, bytes, readAudioInfo(bytes), { chunkFrames })
+        expect(values).toHaveLength(expected.length)
+        expect(Math.max(...Array.from(values, (v, i) => Math.abs(v - expected[i]!)))).toBeLessThan(1e-6)
+        expect(Math.ceil(totalSamples / 512)).toBe(expected.length)
+      }
+    }
+  }, 60_000)
 })
 
 describe('the model timing out', () => {

@@ -7,11 +7,16 @@ import { isModelUnavailable } from '../../audio/stream'
 import { segmentSpeech } from '../../audio/vad'
 import { AppError, type FieldIssue, NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
-import { packVadBatch, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../inference/vad-batch'
+import { SILERO_INPUT, SILERO_STATE, SileroWindow } from '../../inference/vad-batch'
 import { AudioModel } from './model'
 
 /** The model /audio/vad and the realtime stream run. */
 export const VAD_MODEL = 'silero-vad'
+/**
+ * Frames of an upload sent to a worker per call (8 s of audio, 590 KB of input): large enough that the
+ * round trip no longer shows next to 256 session runs, small enough that memory and a lost chunk stay small.
+ */
+export const VAD_CHUNK_FRAMES = 256
 
 const checkOptions = TypeCompiler.Compile(AudioModel.vadOptions)
 const NUMERIC = new Set(['threshold', 'neg_threshold', 'min_speech_ms', 'min_silence_ms', 'speech_pad_ms', 'max_speech_s', 'timeout_ms'])
@@ -111,33 +116,53 @@ export function energyFrames(bytes: Uint8Array, info: WavInfo): Probabilities {
 
 export interface SileroOptions {
   signal?: AbortSignal
-  /** Budget for the whole file; without it each frame gets the model's own timeout. */
+  /** Budget for the whole file; without it each chunk of frames gets the model's own timeout. */
   timeoutMs?: number
   model?: string
+  /** Frames per worker call. */
+  chunkFrames?: number
 }
 
 /**
  * Silero probabilities for every frame, the state carried from frame to frame. Frames of one file are
- * sequential by nature, so this is one pool round trip per frame; concurrent files spread over the workers.
+ * sequential by nature, so they go to a worker a chunk at a time, which runs them in order; concurrent
+ * files spread over the workers. One chunk of input is held at a time (each is handed over to its worker).
  */
-export async function sileroFrames(registry: Registry, bytes: Uint8Array, info: WavInfo, options: SileroOptions = {}) {
-  const { signal, timeoutMs, model = VAD_MODEL } = options
+export async function sileroFrames(
+  registry: Registry,
+  bytes: Uint8Array,
+  info: WavInfo,
+  options: SileroOptions = {},
+): Promise<Probabilities> {
+  const { signal, timeoutMs, model = VAD_MODEL, chunkFrames = VAD_CHUNK_FRAMES } = options
   const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
   const values: number[] = []
   let state: Float32Array = new Float32Array(SILERO_STATE)
   const window = new SileroWindow()
-  const frames = frames16k(bytes, info)
-  for (let next = frames.next(); ; next = frames.next()) {
-    if (next.done) return { values: Float32Array.from(values), totalSamples: next.value }
+  let chunk: Float32Array | undefined
+  let filled = 0
+  async function send(buffer: Float32Array): Promise<void> {
     const left = deadline === undefined ? undefined : Math.ceil(deadline - performance.now())
     if (left !== undefined && left <= 0) throw new TimeoutError(`The VAD model did not finish the file within ${timeoutMs} ms`)
-    const { outputs } = await registry.runRaw(model, packVadBatch([{ samples: window.next(next.value), state }]), {
-      signal,
-      timeoutMs: left,
-    })
-    const [result] = unpackVadBatch(outputs, 1)
-    state = result!.state
-    values.push(result!.probability)
+    const inputs = filled === chunkFrames ? buffer : buffer.subarray(0, filled * SILERO_INPUT)
+    const result = await registry.runVadSequence(model, inputs, state, { signal, timeoutMs: left })
+    state = result.state
+    for (const p of result.probabilities) values.push(p)
+  }
+  const frames = frames16k(bytes, info)
+  for (let next = frames.next(); ; next = frames.next()) {
+    if (next.done) {
+      if (chunk) await send(chunk)
+      return { values: Float32Array.from(values), totalSamples: next.value }
+    }
+    // A fresh buffer per chunk: the last one was handed over to its worker.
+    chunk ??= new Float32Array(chunkFrames * SILERO_INPUT)
+    chunk.set(window.next(next.value), filled * SILERO_INPUT)
+    if (++filled === chunkFrames) {
+      await send(chunk)
+      chunk = undefined
+      filled = 0
+    }
   }
 }
 
