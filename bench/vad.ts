@@ -12,9 +12,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-web'
-import { readWavInfo } from '../src/audio/decode'
-import { decodeToMono16k } from '../src/audio/pipeline'
+import { readAudioInfo, readWavInfo } from '../src/audio/decode'
 import { SileroWindow } from '../src/inference/vad-batch'
+import { frames16k } from '../src/modules/audio/service'
 import { benchKey, envInt, fmt, goal, mib, percentile, productionEnv, ROOT, startServer } from './lib'
 
 const LONG = join(ROOT, 'test/fixtures/audio/speech_16k_mono_s16_long.wav')
@@ -38,13 +38,11 @@ async function wavOf(seconds: number): Promise<Uint8Array> {
 /** The same work without the service: decode, resample, one session.run per frame with the state carried. */
 async function rawLoop(session: ort.InferenceSession, bytes: Uint8Array): Promise<number> {
   const started = performance.now()
-  const { samples } = decodeToMono16k(bytes)
   const window = new SileroWindow()
   const sr = new ort.Tensor('int64', BigInt64Array.of(16000n), [])
   let state: Float32Array = new Float32Array(256)
-  for (let k = 0; k * 512 < samples.length; k++) {
-    const frame = new Float32Array(512)
-    frame.set(samples.subarray(k * 512, (k + 1) * 512))
+  // The same decode + resample + framing the service uses, so only the model calls differ.
+  for (const frame of frames16k(bytes, readAudioInfo(bytes))) {
     const out = await session.run({
       input: new ort.Tensor('float32', window.next(frame), [1, 576]),
       state: new ort.Tensor('float32', state, [2, 1, 128]),

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { readAudioInfo } from '../../src/audio/decode'
 import { resolveVadParams } from '../../src/audio/params'
-import { decodeToMono16k } from '../../src/audio/pipeline'
 import { RealtimeVad, VadBatcher } from '../../src/audio/stream'
 import { ProcessingError, ServiceUnavailableError } from '../../src/errors'
 import type { Feeds } from '../../src/inference/tensors'
 import { packVadBatch, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
 import { detectSpeech, frames16k, sileroFrames } from '../../src/modules/audio/service'
+import { mono16k } from '../audio/wav-builder'
 import { createTestApp, type TestApp } from '../helpers'
 import { fixture } from './helpers'
 
@@ -19,7 +19,7 @@ afterAll(() => t.close())
 const run = async (feeds: Feeds) => (await t.deps.registry.runRaw('silero-vad', feeds)).outputs
 
 async function inputsOf(name: string, frames: number): Promise<Float32Array[]> {
-  const { samples } = decodeToMono16k(await fixture(name))
+  const { samples } = await mono16k(await fixture(name))
   const window = new SileroWindow()
   return Array.from({ length: frames }, (_, k) => window.next(samples.subarray(k * 512, (k + 1) * 512)))
 }

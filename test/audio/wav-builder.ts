@@ -1,3 +1,5 @@
+import { readAudioInfo } from '../../src/audio/decode.ts'
+import { frames16k } from '../../src/modules/audio/service.ts'
 /** Builds WAV bytes sample by sample, so decoder tests know every value exactly. */
 export interface WavSpec {
   /** 1 = PCM, 3 = IEEE float; `extensible` wraps it in WAVE_FORMAT_EXTENSIBLE. */
@@ -81,4 +83,22 @@ export function concat(parts: Float32Array[]): Float32Array {
     at += part.length
   }
   return out
+}
+
+/** An upload as the VAD service hears it: 16 kHz mono, gathered from its frames (the last one's padding cut off). */
+export async function mono16k(
+  bytes: Uint8Array,
+  maxSeconds?: number,
+): Promise<{ info: ReturnType<typeof readAudioInfo>; samples: Float32Array }> {
+  const info = readAudioInfo(bytes, { maxSeconds })
+  const parts: Float32Array[] = []
+  const frames = frames16k(bytes, info)
+  let step = frames.next()
+  while (!step.done) {
+    parts.push(step.value.slice())
+    step = frames.next()
+  }
+  const samples = new Float32Array(parts.length * 512)
+  for (const [i, part] of parts.entries()) samples.set(part, i * 512)
+  return { info, samples: samples.subarray(0, step.value) }
 }
