@@ -15,7 +15,7 @@ import { openDatabase } from '../src/db/client'
 import { jobs } from '../src/db/schema'
 import { createQueue, type NewJob, rowsOf } from '../src/jobs/queue'
 import { createKeyService } from '../src/modules/keys/service'
-import { benchKey, col, envInt, productionEnv, ROOT } from './lib'
+import { benchKey, col, envInt, productionEnv, ROOT, spawnUntil } from './lib'
 
 const ARITH_INPUT = {
   inputs: [
@@ -30,30 +30,7 @@ interface Runner {
 
 /** `bun run worker` in a child process; resolves once it logs that it is running. */
 async function startRunner(env: Record<string, string>): Promise<Runner> {
-  const child = Bun.spawn(['bun', `${ROOT}src/jobs/main.ts`], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdout: 'pipe',
-    stderr: 'inherit',
-  })
-  const reader = child.stdout.getReader()
-  const decoder = new TextDecoder()
-  let text = ''
-  while (!text.includes('"job worker running"')) {
-    const { done, value } = await reader.read()
-    if (done) throw new Error(`the job worker exited (${await child.exited}) before running: ${text.slice(-500)}`)
-    text += decoder.decode(value, { stream: true })
-  }
-  // Its log lines go on to a pipe that is read and dropped: a real sink that never fills up.
-  void (async () => {
-    while (!(await reader.read()).done);
-  })().catch(() => {})
-  return {
-    async stop() {
-      child.kill('SIGTERM')
-      await child.exited
-    },
-  }
+  return spawnUntil(['bun', `${ROOT}src/jobs/main.ts`], env, (line) => line.includes('"job worker running"'))
 }
 
 interface Phase {

@@ -78,39 +78,38 @@ export function cpuSeconds(pid: number): number {
 }
 
 /**
- * Start `bun bench/server.ts <variant>` and wait for the URL it prints. Its stdout is drained
- * for the rest of its life so a chatty child can never block on a full pipe.
+ * Spawn a child, wait until its stdout shows a line `found` accepts, then keep draining stdout for the rest
+ * of its life so a chatty child can never block on a full pipe. Resolves with that line.
  */
-export async function startServer(variant: string, env: Record<string, string>): Promise<Child> {
-  const child = Bun.spawn(['bun', join(ROOT, 'bench/server.ts'), variant], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdout: 'pipe',
-    stderr: 'inherit',
-  })
+export async function spawnUntil(command: string[], env: Record<string, string>, found: (line: string) => boolean) {
+  const child = Bun.spawn(command, { cwd: ROOT, env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'inherit' })
   const reader = child.stdout.getReader()
   const decoder = new TextDecoder()
   let text = ''
   for (;;) {
     const { done, value } = await reader.read()
-    if (done) throw new Error(`bench server "${variant}" exited (${await child.exited}) before listening`)
+    if (done) throw new Error(`${command.join(' ')} exited (${await child.exited}) early: ${text.slice(-500)}`)
     text += decoder.decode(value, { stream: true })
-    const line = text.split('\n').find((l) => l.startsWith('listening '))
-    if (line) {
-      void (async () => {
-        while (!(await reader.read()).done);
-      })().catch(() => {})
-      const url = line.slice('listening '.length).trim()
-      return {
-        url,
-        pid: child.pid,
-        async stop() {
-          child.kill('SIGTERM')
-          await child.exited
-        },
-      }
+    const line = text.split('\n').find(found)
+    if (!line) continue
+    void (async () => {
+      while (!(await reader.read()).done);
+    })().catch(() => {})
+    return {
+      line,
+      pid: child.pid,
+      async stop() {
+        child.kill('SIGTERM')
+        await child.exited
+      },
     }
   }
+}
+
+/** Start `bun bench/server.ts <variant>` and wait for the URL it prints. */
+export async function startServer(variant: string, env: Record<string, string>): Promise<Child> {
+  const { line, pid, stop } = await spawnUntil(['bun', join(ROOT, 'bench/server.ts'), variant], env, (l) => l.startsWith('listening '))
+  return { url: line.slice('listening '.length).trim(), pid, stop }
 }
 
 export interface LoadRequest {
