@@ -10,32 +10,12 @@ node_modules/.bin/deno --version >/dev/null
 DENO="${DENO:-node_modules/deno/deno}"
 [ -x "$DENO" ] || DENO=node_modules/.bin/deno
 
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 admin_key="smoke_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-NODE_ENV=test LOG_LEVEL=info HOST=127.0.0.1 PORT=0 PGLITE_DIR="$work/pglite" ADMIN_API_KEY="$admin_key" \
-  JOBS_CONCURRENCY=0 "$DENO" run -A src/deno.ts >"$work/out.log" 2>"$work/err.log" &
-pid=$!
-
-base=""
-for _ in $(seq 1 600); do
-  base="$(jq -r 'select(.msg == "vireo listening") | .url' "$work/out.log" 2>/dev/null | head -1)"
-  [ -n "$base" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "$base" ]; then
-  echo "deno smoke: vireo did not start under Deno" >&2
-  cat "$work/out.log" "$work/err.log" >&2
-  exit 1
-fi
-base="${base%/}"
+NODE_ENV=test LOG_LEVEL=info HOST=127.0.0.1 PORT=0 PGLITE_DIR="$work/pglite" ADMIN_API_KEY="$admin_key" JOBS_CONCURRENCY=0 \
+  start_vireo 'deno smoke' "$DENO" run -A src/deno.ts
 echo "deno smoke: vireo listening at $base ($("$DENO" --version | head -1))"
 
 passed=0

@@ -5,34 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 document="$work/openapi.json"
 if [ $# -gt 0 ]; then
   cp "$1" "$document"
 else
-  env -u DATABASE_URL -u REDIS_URL NODE_ENV=test LOG_LEVEL=info HOST=127.0.0.1 PORT=0 PGLITE_DIR="$work/pglite" JOBS_CONCURRENCY=0 \
-    bun src/index.ts >"$work/out.log" 2>"$work/err.log" &
-  pid=$!
-  base=""
-  for _ in $(seq 1 600); do
-    base="$(jq -r 'select(.msg == "vireo listening") | .url' "$work/out.log" 2>/dev/null | head -1)"
-    [ -n "$base" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$base" ]; then
-    echo "lint-openapi: vireo did not start" >&2
-    cat "$work/out.log" "$work/err.log" >&2
-    exit 1
-  fi
-  curl -fsS "${base%/}/api/v1/docs/json" -o "$document"
+  unset DATABASE_URL REDIS_URL
+  NODE_ENV=test LOG_LEVEL=info HOST=127.0.0.1 PORT=0 PGLITE_DIR="$work/pglite" JOBS_CONCURRENCY=0 \
+    start_vireo 'lint-openapi' bun src/index.ts
+  curl -fsS "$base/api/v1/docs/json" -o "$document"
   kill -TERM "$pid"
   wait "$pid" || true
   pid=""
