@@ -46,6 +46,22 @@ describe('migrations on an empty PGlite', () => {
   })
 })
 
+describe('PGlite on disk', () => {
+  it('creates its data folder and the folders above it, and keeps data across restarts', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'vireo-pgdir-')), 'nested', 'pglite')
+    const first = await openDatabase({ ...base, DATABASE_URL: undefined, PGLITE_DIR: dir })
+    await first.migrate()
+    await first.db.insert(apiKeys).values({ name: 'kept', prefix: 'keptpref', keyHash: 'k'.repeat(64), scopes: ['jobs'] })
+    await first.close()
+    const second = await openDatabase({ ...base, DATABASE_URL: undefined, PGLITE_DIR: dir })
+    try {
+      expect((await second.db.select().from(apiKeys)).map((k) => k.name)).toEqual(['kept'])
+    } finally {
+      await second.close()
+    }
+  })
+})
+
 describe('schema', () => {
   it('declares an index for each query the jobs table serves, and its owner key', () => {
     const config = getTableConfig(jobs)

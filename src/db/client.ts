@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
@@ -67,6 +68,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       close: () => client.end({ timeout: 5 }),
     }
   }
+  // PGlite creates its own folder but not the ones above it (the default is .data/pglite in a fresh clone).
+  if (!options.inMemory) await mkdir(options.PGLITE_DIR, { recursive: true })
   const client = options.inMemory ? new PGlite() : new PGlite(options.PGLITE_DIR)
   await client.waitReady
   const db = drizzlePglite(client, { schema }) as unknown as Db
