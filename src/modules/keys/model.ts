@@ -35,15 +35,11 @@ export namespace KeyModel {
   })
   export type key = typeof key.static
 
-  export const created = t.Object({
-    id: t.String({ format: 'uuid' }),
-    name: t.String(),
-    prefix: t.String(),
-    scopes: t.Array(scope),
-    created_at: t.String({ format: 'date-time' }),
-    expires_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
-    key: t.String({ description: 'The secret. Shown in this response only; store it now.' }),
-  })
+  /** The key as created: no use or revocation yet, and the secret, which appears in this response only. */
+  export const created = t.Composite([
+    t.Omit(key, ['last_used_at', 'revoked_at']),
+    t.Object({ key: t.String({ description: 'The secret. Shown in this response only; store it now.' }) }),
+  ])
 
   export const list = t.Object({ items: t.Array(key), next_cursor: t.Union([t.String(), t.Null()]) })
 
