@@ -31,6 +31,11 @@ export class LogCapture extends Writable {
       .filter(Boolean)
       .map((line) => JSON.parse(line))
   }
+  /** The first line that matches, once it has been written (access lines follow the response). */
+  async line(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    await until(() => this.lines.some(match))
+    return this.lines.find(match)!
+  }
 }
 
 /** The test environment: the real PostgreSQL when DATABASE_URL is set (CI runs both), in-memory PGlite otherwise. */
@@ -134,5 +139,21 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
       }
     })()
     return { proc, url: match[1]!.replace(/\/$/, ''), output: () => rest }
+  }
+}
+
+/**
+ * Waits for a condition, checked every 20 ms; a failed async check just means "not yet". The bound only turns a
+ * hang into a readable failure, so it is generous: nothing here asserts how fast the machine is.
+ */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (
+    !(await Promise.resolve()
+      .then(check)
+      .catch(() => false))
+  ) {
+    if (performance.now() > deadline) throw new Error('condition not reached in time')
+    await Bun.sleep(20)
   }
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from './helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp, until } from './helpers'
 
 let t: TestApp
 let key: string
@@ -87,8 +87,9 @@ describe('POST /api/v1/models/:name/infer', () => {
     expect((await body(response)).error.code).toBe('TIMEOUT_ERROR')
     const next = await Promise.all([1, 2, 3].map(() => infer('arith', { inputs: [x(), n()] })))
     expect(next.map((r) => r.status)).toEqual([200, 200, 200])
-    await Bun.sleep(1500)
-    expect(t.deps.registry.pool.stats().workers.filter((w) => w.state !== 'draining')).toHaveLength(2)
+    const workers = () => t.deps.registry.pool.stats().workers
+    await until(() => workers().length === 2 && workers().every((w) => w.state === 'idle'))
+    expect(workers().filter((w) => w.state !== 'draining')).toHaveLength(2)
   }, 30_000)
 
   it('keeps the event loop free: liveness answers while a long inference runs', async () => {
@@ -117,10 +118,10 @@ describe('POST /api/v1/models/:name/infer', () => {
     const location = response.headers.get('location')!
     expect(location).toMatch(/^\/api\/v1\/jobs\/[0-9a-f-]{36}$/)
     let job = (await body(response)).data
-    for (let i = 0; i < 100 && job.status !== 'succeeded'; i++) {
-      await Bun.sleep(50)
+    await until(async () => {
       job = (await body(await t.app.handle(req(location, { headers: bearer(jobsKey) })))).data
-    }
+      return job.status === 'succeeded' || job.status === 'dead'
+    })
     expect(job.status).toBe('succeeded')
     expect(job.result.outputs.find((o: { name: string }) => o.name === 'y').data).toEqual([3, 5, 7, 9])
     const withoutJobs = await infer('arith', { inputs: [x(), n()] }, { prefer: 'respond-async' })

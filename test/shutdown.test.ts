@@ -9,10 +9,15 @@ describe('graceful shutdown', () => {
     // A request whose body trickles in over ~1 s is in flight when the signal arrives.
     const encoder = new TextEncoder()
     const parts = ['{"name":', '"during', ' shutdown",', '"scopes":["jobs"]}']
+    let sending: () => void
+    const sent = new Promise<void>((resolve) => {
+      sending = resolve
+    })
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const part = parts.shift()
         if (part === undefined) return controller.close()
+        if (parts.length < 2) sending()
         await Bun.sleep(250)
         controller.enqueue(encoder.encode(part))
       },
@@ -23,7 +28,8 @@ describe('graceful shutdown', () => {
       headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
       duplex: 'half',
     } as RequestInit)
-    await Bun.sleep(300)
+    // The signal arrives once the body has started to flow, however slow the machine is.
+    await sent
     proc.kill('SIGTERM')
     const response = await inFlight
     expect(response.status).toBe(201)

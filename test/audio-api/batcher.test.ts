@@ -66,7 +66,7 @@ describe('VadBatcher', () => {
       for (const [i, v] of got.state.entries()) expect(Math.abs(v - alone[s]!.state[i]!)).toBeLessThan(1e-6)
     })
     expect(batcher.pending).toBe(0)
-  }, 20_000)
+  })
 
   it('runs a full batch at once and rejects every frame of a failed batch', async () => {
     const failing = new VadBatcher({ run: () => Promise.reject(new ServiceUnavailableError('down')), windowMs: 1000, maxBatch: 2 })
@@ -153,5 +153,5 @@ describe('the model timing out', () => {
     const info = readAudioInfo(bytes)
     await expect(sileroFrames(t.deps.registry, bytes, info, { model: 'nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' })
     expect((await detectSpeech(t.deps.registry, bytes, { model: 'nope' })).data.mode).toBe('fallback-energy')
-  }, 20_000)
+  })
 })

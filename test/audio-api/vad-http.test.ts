@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp, until } from '../helpers'
 import { fixture, INVALID, intervalIoU, VALID } from './helpers'
 
 let t: TestApp
@@ -138,15 +138,15 @@ describe('POST /api/v1/audio/vad with Prefer: respond-async', () => {
     const location = response.headers.get('location')!
     expect((await body(response)).data.task).toBe('vad')
     let job: { status: string; result?: { segments: unknown[]; mode: string } } = { status: 'queued' }
-    for (let i = 0; i < 200 && (job.status === 'queued' || job.status === 'running'); i++) {
-      await Bun.sleep(50)
+    await until(async () => {
       job = (await body(await t.app.handle(req(location, { headers: bearer(jobsKey) })))).data
-    }
+      return job.status !== 'queued' && job.status !== 'running'
+    })
     expect(job.status).toBe('succeeded')
     const direct = await body(await post(bytes, '?min_silence_ms=150'))
     expect(job.result!.segments).toEqual(direct.data.segments)
     expect(job.result!.mode).toBe('model')
-  }, 20_000)
+  })
 
   it('refuses bad audio at once and needs the jobs scope', async () => {
     const bad = await post(await fixture('invalid_header_lies.wav'), '', { ...bearer(jobsKey), prefer: 'respond-async' })

@@ -40,10 +40,11 @@ export function slowFeeds(iters = 100_000_000n): Feeds {
   }
 }
 
-export async function until(check: () => boolean, timeoutMs = 10000): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error('condition not reached in time')
-    await Bun.sleep(20)
-  }
+/** Wall time of one call, for comparing work against work measured in the same run (never against a constant). */
+export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const started = performance.now()
+  const value = await work()
+  return { ms: performance.now() - started, value }
 }
+
+export { until } from '../helpers'

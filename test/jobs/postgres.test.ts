@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm'
 import { type Database, openDatabase } from '../../src/db/client'
 import { apiKeys, jobs } from '../../src/db/schema'
 import { createQueue, rowsOf } from '../../src/jobs/queue'
-import { testConfig } from '../helpers'
+import { testConfig, until } from '../helpers'
 import { describePostgres, type FreshDatabase, freshDatabase } from '../pg'
 
 describePostgres('jobs on the real PostgreSQL', () => {
@@ -29,7 +29,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
   afterAll(async () => {
     await database.close()
     await fresh.drop()
-  }, 20_000)
+  })
 
   const queue = () => createQueue({ db: database.db, leaseS: 2, backoff: { baseMs: 50, maxMs: 500 }, idempotencyTtlH: 24 })
   const statuses = async () =>
@@ -53,15 +53,6 @@ describePostgres('jobs on the real PostgreSQL', () => {
       stdout: 'ignore',
       stderr: 'inherit',
     })
-  }
-
-  async function waitFor(check: () => Promise<boolean>, timeoutMs: number) {
-    const deadline = Date.now() + timeoutMs
-    // A failed check (e.g. our own connection dropped by the test) just means "not yet".
-    while (!(await check().catch(() => false))) {
-      if (Date.now() > deadline) throw new Error('timed out')
-      await Bun.sleep(100)
-    }
   }
 
   it('uses its indexes for the claim and the listing queries', async () => {
@@ -104,7 +95,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vireo-runners-'))
     const runners = [spawnRunner(join(dir, 'a.log')), spawnRunner(join(dir, 'b.log'))]
     try {
-      await waitFor(async () => (await statuses()).succeeded === 500, 60_000)
+      await until(async () => (await statuses()).succeeded === 500, 80_000)
     } finally {
       for (const r of runners) r.kill('SIGTERM')
       await Promise.all(runners.map((r) => r.exited))
@@ -115,7 +106,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     expect(lines).toHaveLength(500)
     expect(new Set(lines)).toEqual(ids)
     for (const f of ['a.log', 'b.log']) expect(readFileSync(join(dir, f), 'utf8').length).toBeGreaterThan(0)
-  }, 90_000)
+  }, 180_000)
 
   it('reclaims the job of a runner killed with SIGKILL after its lease, and completes it', async () => {
     const { job } = await queue().submit({
@@ -128,12 +119,12 @@ describePostgres('jobs on the real PostgreSQL', () => {
     })
     const dir = mkdtempSync(join(tmpdir(), 'vireo-kill-'))
     const victim = spawnRunner(join(dir, 'victim.log'))
-    await waitFor(async () => existsSync(join(dir, 'victim.log.started')), 20_000)
+    await until(async () => existsSync(join(dir, 'victim.log.started')), 80_000)
     victim.kill('SIGKILL')
     await victim.exited
     const rescuer = spawnRunner(join(dir, 'rescuer.log'), { RUNNER_NO_HANG: '1' })
     try {
-      await waitFor(async () => (await queue().get(job.id)).status === 'succeeded', 20_000)
+      await until(async () => (await queue().get(job.id)).status === 'succeeded', 80_000)
     } finally {
       rescuer.kill('SIGTERM')
       await rescuer.exited
@@ -141,7 +132,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const done = await queue().get(job.id)
     expect(done.attempts).toBe(2)
     expect(readFileSync(join(dir, 'rescuer.log'), 'utf8').trim()).toBe(job.id)
-  }, 60_000)
+  }, 180_000)
 
   it('loses no job when the database drops every connection mid-run', async () => {
     const q = queue()
@@ -150,15 +141,15 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vireo-restart-'))
     const runner = spawnRunner(join(dir, 'r.log'))
     try {
-      await waitFor(async () => ((await statuses()).succeeded ?? 0) > 20, 30_000)
+      await until(async () => ((await statuses()).succeeded ?? 0) > 20, 80_000)
       const name = new URL(fresh.url).pathname.slice(1)
       await fresh.admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name} and application_name = 'vireo' and pid <> pg_backend_pid()`
-      await waitFor(async () => (await statuses()).succeeded === 200, 60_000)
+      await until(async () => (await statuses()).succeeded === 200, 80_000)
     } finally {
       runner.kill('SIGTERM')
       await runner.exited
     }
     const done = readFileSync(join(dir, 'r.log'), 'utf8').split('\n').filter(Boolean)
     expect(new Set(done).size).toBe(200)
-  }, 90_000)
+  }, 180_000)
 })

@@ -3,7 +3,7 @@ import { ServiceUnavailableError, ValidationError } from '../../src/errors'
 import { createQueue, type Job } from '../../src/jobs/queue'
 import { createRunner, type Executor } from '../../src/jobs/runner'
 import type { Principal } from '../../src/modules/keys/service'
-import { createKey, createTestApp, type TestApp } from '../helpers'
+import { createKey, createTestApp, type TestApp, until } from '../helpers'
 
 let t: TestApp
 let principal: Principal
@@ -37,15 +37,18 @@ async function submit(n: number, parameters: Record<string, unknown> = {}, maxAt
   return ids
 }
 
-async function until(ids: string[], done: (job: Job) => boolean, timeoutMs = 10_000): Promise<Job[]> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const jobs = await Promise.all(ids.map((id) => t.deps.queue.get(id)))
-    if (jobs.every(done)) return jobs
-    if (Date.now() > deadline) throw new Error(`timed out: ${jobs.map((j) => j.status).join(',')}`)
-    await Bun.sleep(20)
-  }
+async function settled(ids: string[], done: (job: Job) => boolean): Promise<Job[]> {
+  let jobs: Job[] = []
+  await until(async () => {
+    jobs = await Promise.all(ids.map((id) => t.deps.queue.get(id)))
+    return jobs.every(done)
+  }).catch(() => {
+    throw new Error(`timed out: ${jobs.map((j) => j.status).join(',')}`)
+  })
+  return jobs
 }
+
+const logged = (msg: string) => t.logs.lines.some((l) => l.msg === msg)
 
 describe('runner', () => {
   it('runs each job once and stores its result', async () => {
@@ -56,7 +59,7 @@ describe('runner', () => {
       return { doubled: (job.input as { n: number }).n * 2 }
     })
     r.start()
-    const jobs = await until(ids, (j) => j.status === 'succeeded')
+    const jobs = await settled(ids, (j) => j.status === 'succeeded')
     await r.stop()
     expect(jobs.map((j) => j.result)).toEqual([0, 2, 4, 6, 8, 10].map((d) => ({ doubled: d })))
     for (const id of ids) expect(runs.get(id)).toBe(1)
@@ -78,7 +81,7 @@ describe('runner', () => {
       queue({ random: () => 0.999 }),
     )
     r.start()
-    const [job] = await until([id!], (j) => j.status === 'dead')
+    const [job] = await settled([id!], (j) => j.status === 'dead')
     await r.stop()
     expect(job!.attempts).toBe(4)
     expect(job!.error!.history.map((h) => h.attempt)).toEqual([1, 2, 3, 4])
@@ -97,7 +100,7 @@ describe('runner', () => {
       throw new ValidationError('shape mismatch')
     })
     r.start()
-    const [job] = await until([id!], (j) => j.status === 'failed')
+    const [job] = await settled([id!], (j) => j.status === 'failed')
     await r.stop()
     expect(job!.attempts).toBe(1)
     expect(job!.error).toMatchObject({ code: 'VALIDATION_ERROR', message: 'shape mismatch' })
@@ -124,7 +127,7 @@ describe('runner', () => {
     await running
     await t.deps.queue.cancel(id!)
     r.abort(id!)
-    await Bun.sleep(50)
+    await until(() => aborted && r.active === 0)
     expect(aborted).toBe(true)
     expect(r.active).toBe(0)
     expect((await t.deps.queue.get(id!)).status).toBe('cancelled')
@@ -144,9 +147,9 @@ describe('runner', () => {
         }),
     )
     r.start()
-    await until([id!], (j) => j.status === 'running')
+    await settled([id!], (j) => j.status === 'running')
     await t.deps.queue.cancel(id!)
-    await Bun.sleep(700)
+    await until(() => aborted)
     expect(aborted).toBe(true)
     await r.stop()
   })
@@ -155,7 +158,7 @@ describe('runner', () => {
     const [id] = await submit(1, { case: 'shutdown' })
     const r = runner((_job, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))))
     r.start()
-    await until([id!], (j) => j.status === 'running')
+    await settled([id!], (j) => j.status === 'running')
     await r.stop()
     const job = await t.deps.queue.get(id!)
     expect(job.status).toBe('queued')
@@ -170,7 +173,7 @@ describe('runner', () => {
     const later = () => Date.now() + 5_000
     const r = runner(async () => ({ ok: true }), queue({ now: later }))
     r.start()
-    const [job] = await until([id!], (j) => j.status === 'succeeded')
+    const [job] = await settled([id!], (j) => j.status === 'succeeded')
     await r.stop()
     expect(job!.attempts).toBe(2)
   })
@@ -196,10 +199,10 @@ describe('runner', () => {
       retentionDays: 7,
     })
     r.start()
-    await until([id!], (j) => j.status === 'running')
-    await Bun.sleep(250)
+    await settled([id!], (j) => j.status === 'running')
+    await until(() => logged('lease renewal failed; will retry') && logged('job purge failed'))
     await r.stop()
-    await Bun.sleep(20)
+    await until(() => logged('could not hand the job back; its lease will expire'))
     const messages = t.logs.lines.map((l) => l.msg)
     for (const msg of ['job claim failed; retrying after the poll interval', 'lease renewal failed; will retry', 'job purge failed'])
       expect(messages).toContain(msg)
@@ -212,7 +215,7 @@ describe('runner', () => {
     await t.deps.queue.cancel(id!)
     const r = runner(async () => ({}), queue({ now: () => Date.now() + 8 * 86_400_000 }))
     r.start()
-    await Bun.sleep(100)
+    await until(() => logged('purged finished jobs past retention'))
     await r.stop()
     expect(t.logs.lines.some((l) => l.msg === 'purged finished jobs past retention' && (l.purged as number) >= 1)).toBe(true)
   })
