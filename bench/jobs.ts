@@ -1,6 +1,6 @@
 /**
  * Job throughput end to end on a real PostgreSQL: `arith` inference jobs (test/fixtures/models) run
- * by one and then two `bun run worker` processes (src/jobs/main.ts, default settings), on a fresh
+ * by one and then two `bun run runner` processes (src/job-runner.ts, default settings), on a fresh
  * database made for this run and dropped after it. For each: a backlog of JOBS_N jobs inserted at
  * once and drained (jobs/s from the first claim to the last finish), then JOBS_PACED_N jobs submitted
  * one by one at JOBS_PACED_PER_S to an idle queue, whose median started_at - created_at is the
@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config'
 import { openDatabase } from '../src/db/client'
 import { jobs } from '../src/db/schema'
 import { createQueue, type NewJob, rowsOf } from '../src/jobs/queue'
-import { createKeyService } from '../src/modules/keys/service'
+import { createKeyService } from '../src/keys/service'
 import { benchKey, col, envInt, productionEnv, ROOT, spawnUntil } from './lib'
 
 const ARITH_INPUT = {
@@ -28,9 +28,9 @@ interface Runner {
   stop(): Promise<void>
 }
 
-/** `bun run worker` in a child process; resolves once it logs that it is running. */
+/** `bun run runner` in a child process; resolves once it logs that it is running. */
 async function startRunner(env: Record<string, string>): Promise<Runner> {
-  return spawnUntil(['bun', `${ROOT}src/jobs/main.ts`], env, (line) => line.includes('"job worker running"'))
+  return spawnUntil(['bun', `${ROOT}src/job-runner.ts`], env, (line) => line.includes('"job runner running"'))
 }
 
 interface Phase {
@@ -134,7 +134,7 @@ export async function benchJobs(): Promise<void> {
     }
 
     console.log(
-      `jobs: arith inference jobs on PostgreSQL (fresh database ${name}), runners = \`bun run worker\` processes, JOBS_CONCURRENCY=${config.JOBS_CONCURRENCY} JOB_POLL_MS=${config.JOB_POLL_MS} each`,
+      `jobs: arith inference jobs on PostgreSQL (fresh database ${name}), runners = \`bun run runner\` processes, JOBS_CONCURRENCY=${config.JOBS_CONCURRENCY} JOB_POLL_MS=${config.JOB_POLL_MS} each`,
     )
     console.log(
       `  backlog: ${total} jobs inserted at once, jobs/s from first claim to last finish; paced: ${pacedN} jobs submitted at ${pacedPerS}/s to an idle queue`,

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-web'
 import { readAudioInfo, readWavInfo } from '../src/audio/decode'
+import { frames16k } from '../src/audio/detect'
 import { SileroWindow } from '../src/inference/vad-batch'
-import { frames16k } from '../src/modules/audio/service'
 import { benchKey, envInt, fmt, goal, mib, percentile, productionEnv, ROOT, startServer } from './lib'
 
 const LONG = join(ROOT, 'test/fixtures/audio/speech_16k_mono_s16_long.wav')

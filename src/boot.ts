@@ -3,7 +3,7 @@ import { createDeps, type Deps } from './deps'
 import { flushLogger } from './logger'
 
 /**
- * What every entry point (Bun server, Deno server, job worker) does first: read the configuration
+ * What every entry point (Bun server, Deno server, job runner) does first: read the configuration
  * and open the dependencies, or stop the process with a message a person can act on (exit 1).
  * `refuse` lets an entry point turn down a configuration it cannot work with before anything opens.
  * @example const deps = await boot()

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openDatabase } from '../src/db/client'
-import { createKeyService } from '../src/modules/keys/service'
+import { createKeyService } from '../src/keys/service'
 import { testConfig } from './helpers'
 
 const env = (dir: string) => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'test', PGLITE_DIR: dir })
@@ -39,9 +39,9 @@ describe('bun run keys:create', () => {
   })
 })
 
-describe('bun run worker', () => {
+describe('bun run runner', () => {
   it('refuses to start with JOBS_CONCURRENCY=0', () => {
-    const run = Bun.spawnSync(['bun', 'run', 'worker'], {
+    const run = Bun.spawnSync(['bun', 'run', 'runner'], {
       env: { ...env(mkdtempSync(join(tmpdir(), 'vireo-w-'))), JOBS_CONCURRENCY: '0' },
       stderr: 'pipe',
     })
@@ -70,21 +70,21 @@ describe('bun run worker', () => {
     })
     // PGlite is single-process: hand the data folder to the worker.
     await setup.close()
-    const worker = Bun.spawn(['bun', 'run', 'worker'], {
+    const runner = Bun.spawn(['bun', 'run', 'runner'], {
       env: { ...env(dir), LOG_LEVEL: 'info', MODELS_DIR: 'test/fixtures/models', INFERENCE_WORKERS: '1', JOB_POLL_MS: '50' },
       stdout: 'pipe',
       stderr: 'inherit',
     })
-    const reader = worker.stdout.getReader()
+    const reader = runner.stdout.getReader()
     let out = ''
-    while (!out.includes('"msg":"job worker running"')) {
+    while (!out.includes('"msg":"job runner running"')) {
       const { value, done } = await reader.read()
       if (done) break
       out += new TextDecoder().decode(value)
     }
     await Bun.sleep(1500)
-    worker.kill('SIGTERM')
-    expect(await worker.exited).toBe(0)
+    runner.kill('SIGTERM')
+    expect(await runner.exited).toBe(0)
     const check = await openDatabase({ ...config, DATABASE_URL: undefined, PGLITE_DIR: dir })
     try {
       const done = await createQueue({ db: check.db, leaseS: 30, backoff: { baseMs: 100, maxMs: 1000 }, idempotencyTtlH: 24 }).get(job.id)

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { decodeCursor } from '../src/db/cursor'
-import { generateKey, hashKey, KEY_FORMAT, sanitizeName } from '../src/modules/keys/service'
+import { generateKey, hashKey, KEY_FORMAT, sanitizeName } from '../src/keys/service'
 import { bearer, body, createKey, createTestApp, req, type TestApp } from './helpers'
 
 let t: TestApp

@@ -1,6 +1,7 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { t } from 'elysia'
-import { ValidationError } from '../errors.ts'
+import { type FieldIssue, ValidationError } from '../errors.ts'
 
 /** Frame size Silero VAD v5 takes at 16 kHz; segment times are multiples of it. */
 export const VAD_FRAME_SAMPLES = 512
@@ -73,4 +74,55 @@ export function resolveVadParams(input: unknown = {}): ResolvedVadParams {
     issues.push({ path: '/max_speech_s', message: `Must exceed ${minMaxSpeech.toFixed(3)} s (one frame plus twice speech_pad_ms)` })
   if (issues.length) throw new ValidationError('Invalid VAD parameters', issues)
   return params
+}
+
+/** Parameters of a whole-file detection: the segmenter's, what to return, and what to do when the model cannot answer. */
+export const VadOptions = t.Object(
+  {
+    ...VadParams.properties,
+    probabilities: t.Optional(t.Boolean({ default: false, description: 'Include the speech probability of every 32 ms frame' })),
+    fallback: t.Optional(
+      t.Union([t.Literal('auto'), t.Literal('never')], {
+        default: 'auto',
+        description:
+          '`auto`: when the model is unavailable or times out, answer with the energy detector (`mode: fallback-energy`); `never`: answer 503/504',
+      }),
+    ),
+    timeout_ms: t.Optional(
+      t.Integer({ minimum: 1, description: 'Budget for the model over the whole file, at most INFERENCE_MAX_TIMEOUT_MS' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type VadOptions = typeof VadOptions.static
+
+export interface ResolvedVadOptions {
+  params: ResolvedVadParams
+  probabilities: boolean
+  fallback: 'auto' | 'never'
+  timeoutMs?: number
+}
+
+const checkOptions = TypeCompiler.Compile(VadOptions)
+
+/**
+ * Checks VAD options (already typed) and the rules between them; field paths carry `prefix`
+ * (`query:` for the query string, nothing for body fields).
+ * @example resolveVadOptions({ threshold: 0.6, probabilities: true }).params.neg_threshold // 0.45
+ */
+export function resolveVadOptions(input: Record<string, unknown>, prefix = ''): ResolvedVadOptions {
+  const where = (issues: FieldIssue[]) => issues.map((issue) => ({ ...issue, path: `${prefix}${issue.path}` }))
+  if (!checkOptions.Check(input))
+    throw new ValidationError(
+      'Invalid VAD parameters',
+      where([...checkOptions.Errors(input)].map((e) => ({ path: e.path || '/', message: e.message }))),
+    )
+  const { probabilities = false, fallback = 'auto', timeout_ms, ...segmenter } = input as VadOptions
+  let params: ResolvedVadParams
+  try {
+    params = resolveVadParams(segmenter)
+  } catch (error) {
+    throw new ValidationError('Invalid VAD parameters', where(((error as ValidationError).details ?? []) as FieldIssue[]))
+  }
+  return { params, probabilities, fallback, timeoutMs: timeout_ms }
 }

@@ -1,7 +1,8 @@
+import { detectSpeech } from '../audio/detect'
+import { resolveVadOptions } from '../audio/params'
 import { ValidationError } from '../errors'
 import type { Registry } from '../inference/registry'
 import type { InferRequest } from '../inference/tensors'
-import { detectSpeech, resolveVadOptions } from '../modules/audio/service'
 import type { Job } from './queue'
 
 /**

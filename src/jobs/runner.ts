@@ -23,7 +23,7 @@ export interface RunnerOptions {
 const PURGE_EVERY_MS = 3_600_000
 
 /**
- * Claims and runs jobs until stopped. In-process by default; `bun run worker` runs the same code alone.
+ * Claims and runs jobs until stopped. In-process by default; `bun run runner` runs the same code alone.
  * @example const runner = createRunner({ queue, execute, logger, concurrency: 2, pollMs: 500, leaseS: 30, retentionDays: 7 }); runner.start()
  */
 export function createRunner(options: RunnerOptions) {

@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { ForbiddenError, UnauthorizedError, ValidationError } from '../errors'
-import type { Scope } from '../modules/keys/model'
-import { hasScope, type KeyService, type Principal } from '../modules/keys/service'
+import type { Scope } from '../keys/model'
+import { hasScope, type KeyService, type Principal } from '../keys/service'
 import { requestState } from './request-id'
 
 /** Query parameters that look like credentials; a key there would end up in logs and browser history. */

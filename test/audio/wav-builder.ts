@@ -1,5 +1,5 @@
 import { readAudioInfo } from '../../src/audio/decode.ts'
-import { frames16k } from '../../src/modules/audio/service.ts'
+import { frames16k } from '../../src/audio/detect.ts'
 /** Builds WAV bytes sample by sample, so decoder tests know every value exactly. */
 export interface WavSpec {
   /** 1 = PCM, 3 = IEEE float; `extensible` wraps it in WAVE_FORMAT_EXTENSIBLE. */

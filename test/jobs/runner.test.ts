@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { ServiceUnavailableError, ValidationError } from '../../src/errors'
 import { createQueue, type Job } from '../../src/jobs/queue'
 import { createRunner, type Executor } from '../../src/jobs/runner'
-import type { Principal } from '../../src/modules/keys/service'
+import type { Principal } from '../../src/keys/service'
 import { createKey, createTestApp, type TestApp, until } from '../helpers'
 
 let t: TestApp

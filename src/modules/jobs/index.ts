@@ -1,10 +1,10 @@
 import { Elysia } from 'elysia'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
+import type { KeyService } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth } from '../../plugins/auth'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { API_PREFIX } from '../../plugins/versioning'
-import type { KeyService } from '../keys/service'
 import { JobModel } from './model'
 import type { JobService } from './service'
 

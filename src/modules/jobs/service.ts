@@ -1,6 +1,6 @@
 import type { Job, NewJob, Queue } from '../../jobs/queue'
 import type { Runner } from '../../jobs/runner'
-import type { Principal } from '../keys/service'
+import type { Principal } from '../../keys/service'
 import type { JobModel } from './model'
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null)

@@ -1,11 +1,11 @@
 import { Elysia } from 'elysia'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
+import { KeyModel } from '../../keys/model'
+import type { KeyService } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth } from '../../plugins/auth'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { API_PREFIX } from '../../plugins/versioning'
-import { KeyModel } from './model'
-import type { KeyService } from './service'
 
 export interface KeysModuleOptions {
   keys: KeyService

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
-import { loadConfig } from '../config'
-import { openDatabase } from '../db/client'
-import { SCOPES, type Scope } from '../modules/keys/model'
-import { createKeyService } from '../modules/keys/service'
+import { loadConfig } from './config'
+import { openDatabase } from './db/client'
+import { SCOPES, type Scope } from './keys/model'
+import { createKeyService } from './keys/service'
 
 /** `bun run keys:create --name <name> --scopes inference,jobs [--expires-at <RFC 3339>]`: prints the new key once. */
 const { values } = parseArgs({

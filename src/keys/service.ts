@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { and, desc, eq, lt, or, sql } from 'drizzle-orm'
-import type { Db } from '../../db/client'
-import { decodeCursor, encodeCursor } from '../../db/cursor'
-import { apiKeys } from '../../db/schema'
-import { NotFoundError, ValidationError } from '../../errors'
+import type { Db } from '../db/client'
+import { decodeCursor, encodeCursor } from '../db/cursor'
+import { apiKeys } from '../db/schema'
+import { NotFoundError, ValidationError } from '../errors'
 import type { KeyModel, Scope } from './model'
 
 type KeyRow = typeof apiKeys.$inferSelect

@@ -1,5 +1,5 @@
-import { loadConfig } from '../config'
-import { openDatabase } from './client'
+import { loadConfig } from './config'
+import { openDatabase } from './db/client'
 
 /** `bun run db:migrate`: apply pending migrations to the configured database and exit. */
 const config = loadConfig()
