@@ -17,7 +17,7 @@ start_vireo() {
   "$@" >"$work/out.log" 2>"$work/err.log" &
   pid=$!
   base=""
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3000); do
     base="$(jq -r 'select(.msg == "vireo listening") | .url' "$work/out.log" 2>/dev/null | head -1)"
     [ -n "$base" ] && break
     kill -0 "$pid" 2>/dev/null || break

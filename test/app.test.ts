@@ -10,13 +10,17 @@ beforeAll(async () => {
     .get('/api/v1/test/boom', function boom() {
       throw new Error('connection string postgres://secret@db leaked')
     })
-    .post('/api/v1/test/echo', ({ body }) => ({ success: true, data: body, errors: [] }))
-    .post('/api/v1/test/size', ({ body }) => {
-      const value = body as Record<string, unknown> | Uint8Array
-      if (value instanceof Uint8Array) return { success: true, data: { bytes: value.byteLength }, errors: [] }
-      const file = value.file as File | undefined
-      return { success: true, data: { fields: Object.keys(value).sort(), file_bytes: file?.size ?? null }, errors: [] }
-    })
+    .post('/api/v1/test/echo', ({ body }) => ({ success: true, data: body, errors: [] }), { body: schema.Unknown() })
+    .post(
+      '/api/v1/test/size',
+      ({ body }) => {
+        const value = body as Record<string, unknown> | Uint8Array
+        if (value instanceof Uint8Array) return { success: true, data: { bytes: value.byteLength }, errors: [] }
+        const file = value.file as File | undefined
+        return { success: true, data: { fields: Object.keys(value).sort(), file_bytes: file?.size ?? null }, errors: [] }
+      },
+      { body: schema.Unknown() },
+    )
     .post('/api/v1/test/typed', ({ body }) => ({ success: true, data: body, errors: [] }), {
       body: schema.Object(
         { name: schema.String({ minLength: 1 }), inputs: schema.Array(schema.Object({ shape: schema.Array(schema.Integer()) })) },

@@ -27,7 +27,7 @@ describe('bun run keys:create', () => {
     } finally {
       await database.close()
     }
-  }, 30_000)
+  })
 
   it('explains its usage when the scopes are wrong', () => {
     const run = Bun.spawnSync(['bun', 'run', 'keys:create', '--name', 'x', '--scopes', 'root'], {
@@ -95,5 +95,5 @@ describe('bun run runner', () => {
     } finally {
       await check.close()
     }
-  }, 60_000)
+  })
 })

@@ -43,7 +43,7 @@ describe('health', () => {
     } finally {
       await fixtures.close()
     }
-  }, 30_000)
+  })
 
   it('ready says degraded when a check is degraded, and 503 when one fails', async () => {
     t.deps.checks.push(() => ({ name: 'models', status: 'degraded', detail: { failed: ['x'] } }))

@@ -146,7 +146,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
  * Waits for a condition, checked every 20 ms; a failed async check just means "not yet". The bound only turns a
  * hang into a readable failure, so it is generous: nothing here asserts how fast the machine is.
  */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const deadline = performance.now() + timeoutMs
   while (
     !(await Promise.resolve()

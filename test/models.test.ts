@@ -8,7 +8,7 @@ beforeAll(async () => {
   t = await createTestApp({ INFERENCE_WORKERS: '2', INFERENCE_MAX_BATCH: '4' })
   key = await createKey(t, ['inference'])
   jobsKey = await createKey(t, ['inference', 'jobs'])
-}, 30_000)
+})
 afterAll(() => t.close())
 
 const x = (data = [1, 2, 3, 4]) => ({ name: 'x', shape: [1, 4], datatype: 'FP32', data })
@@ -90,7 +90,7 @@ describe('POST /api/v1/models/:name/infer', () => {
     const workers = () => t.deps.registry.pool.stats().workers
     await until(() => workers().length === 2 && workers().every((w) => w.state === 'idle'))
     expect(workers().filter((w) => w.state !== 'draining')).toHaveLength(2)
-  }, 30_000)
+  })
 
   it('keeps the event loop free: liveness answers while a long inference runs', async () => {
     const order: string[] = []
@@ -102,7 +102,7 @@ describe('POST /api/v1/models/:name/infer', () => {
     order.push(`live ${live.status}`)
     await long
     expect(order).toEqual(['live 200', 'infer 200'])
-  }, 30_000)
+  })
 
   it('turns the call into a job with Prefer: respond-async', async () => {
     t.deps.runner.start()
@@ -126,7 +126,7 @@ describe('POST /api/v1/models/:name/infer', () => {
     expect(job.result.outputs.find((o: { name: string }) => o.name === 'y').data).toEqual([3, 5, 7, 9])
     const withoutJobs = await infer('arith', { inputs: [x(), n()] }, { prefer: 'respond-async' })
     expect(withoutJobs.status).toBe(403)
-  }, 30_000)
+  })
 })
 
 describe('POST /api/v1/models/:name/infer/batch', () => {

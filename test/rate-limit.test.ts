@@ -96,7 +96,7 @@ describe('client IP behind a proxy', () => {
         await t.close()
       }
     }
-  }, 30_000)
+  })
 })
 
 describeRedis('rate limits shared through Redis', () => {
@@ -114,7 +114,7 @@ describeRedis('rate limits shared through Redis', () => {
       await redis.del('vireo:rl:public:ip:127.0.0.1')
       redis.disconnect()
     }
-  }, 60_000)
+  })
 
   it('falls back to the in-memory insurance limiter when Redis stops, logging the failure — never unlimited', async () => {
     const port = 20000 + Math.floor(Math.random() * 20000)
@@ -145,5 +145,5 @@ describeRedis('rate limits shared through Redis', () => {
       server.kill()
       redis.disconnect()
     }
-  }, 30_000)
+  })
 })

@@ -40,5 +40,5 @@ describe('graceful shutdown', () => {
     const logs = await output()
     expect(logs).toContain('"msg":"shutting down"')
     expect(logs).toContain('"msg":"shutdown complete"')
-  }, 30_000)
+  })
 })

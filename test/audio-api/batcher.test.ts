@@ -13,7 +13,7 @@ import { fixture } from './helpers'
 let t: TestApp
 beforeAll(async () => {
   t = await createTestApp({ MODELS_DIR: 'models', INFERENCE_WORKERS: '2' })
-}, 30_000)
+})
 afterAll(() => t.close())
 
 const run = async (feeds: Feeds) => (await t.deps.registry.runRaw('silero-vad', feeds)).outputs
@@ -140,7 +140,7 @@ describe('sileroFrames', () => {
         expect(Math.ceil(totalSamples / 512)).toBe(expected.length)
       }
     }
-  }, 60_000)
+  })
 })
 
 describe('the model timing out', () => {

@@ -11,7 +11,7 @@ beforeAll(async () => {
   modelsDir = await corruptModelsDir()
   t = await createTestApp({ MODELS_DIR: modelsDir, MAX_AUDIO_SECONDS: '5', MAX_UPLOAD_BYTES: '600000' })
   key = await createKey(t, ['inference'])
-}, 30_000)
+})
 afterAll(async () => {
   await t.close()
   await rm(modelsDir, { recursive: true, force: true })

@@ -18,7 +18,7 @@ beforeAll(async () => {
   key = await createKey(t, ['inference'])
   t.app.listen({ port: 0, hostname: '127.0.0.1' })
   url = `ws://127.0.0.1:${t.app.server!.port}/api/v1/audio/vad/stream`
-}, 30_000)
+})
 afterAll(async () => {
   await t.app.stop(true)
   await t.close()

@@ -10,7 +10,7 @@ beforeAll(async () => {
   key = await createKey(t, ['inference'])
   jobsKey = await createKey(t, ['inference', 'jobs'])
   t.deps.runner.start()
-}, 30_000)
+})
 afterAll(() => t.close())
 
 const post = (bytes: Uint8Array, query = '', headers: Record<string, string> = {}) =>
@@ -47,7 +47,7 @@ describe('POST /api/v1/audio/vad', () => {
       }
       if (truth.kind === 'silence') expect(data.segments).toEqual([])
     }
-  }, 60_000)
+  })
 
   it('takes the raw body with parameters in the query, and returns probabilities when asked', async () => {
     const response = await post(await fixture('speech_16k_mono_s16.wav'), '?threshold=0.6&min_silence_ms=200&probabilities=true')

@@ -49,7 +49,7 @@ describe('inference pool', () => {
     expect(pool.stats().queueDepth).toBe(1)
     await expect(running).rejects.toBeInstanceOf(TimeoutError)
     expect((await queued).outputs.h!.dims).toEqual([1, 64])
-  }, 30000)
+  })
 
   it('times out a running request, replaces its worker and serves the next requests', async () => {
     pool = createPool({ size: 2, queueMax: 4 })
@@ -121,7 +121,7 @@ describe('inference pool', () => {
     expect(ids.filter((id) => before.includes(id))).toEqual([])
     const more = await Promise.all([1, 2].map(() => pool!.run('arith', arithFeeds(), { timeoutMs: 5000 })))
     expect(more.map((r) => r.outputs.y!.data[0])).toEqual([3, 3])
-  }, 30000)
+  })
 
   it('recycles a worker whose heap passes the limit', async () => {
     pool = createPool({ size: 1, queueMax: 4, maxHeapMb: 1 })

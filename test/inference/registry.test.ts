@@ -29,7 +29,7 @@ describe('model registry with the fixture models', () => {
       },
     })
     await registry.start()
-  }, 30000)
+  })
   afterAll(() => registry.stop())
 
   it('marks a corrupt model and a bad manifest failed and serves the others', () => {
@@ -149,7 +149,7 @@ describe('model registry start-up', () => {
     )
     expect(error.message).toContain('"ghost" is not in MODELS_DIR')
     expect(registry.pool.stats().workers).toHaveLength(0)
-  }, 30000)
+  })
 
   it('falls back from webgpu to wasm, and past a backend that fails', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vireo-models-'))
@@ -177,7 +177,7 @@ describe('model registry start-up', () => {
       await registry.stop()
       await rm(dir, { recursive: true })
     }
-  }, 30000)
+  })
 
   it('serves nothing, without failing, when MODELS_DIR is missing', async () => {
     const registry = createRegistry({ config: registryConfig({ MODELS_DIR: '/nonexistent/models' }), logger: silent })

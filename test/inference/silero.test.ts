@@ -26,7 +26,7 @@ describe('Silero VAD v5 (real model)', () => {
       logger: silent,
     })
     await registry.start()
-  }, 30000)
+  })
   afterAll(() => registry.stop())
 
   it('loads with the inputs and outputs the session reports', () => {

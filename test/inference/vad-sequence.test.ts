@@ -80,7 +80,7 @@ describe('VAD sequences in the pool', () => {
     expect(next.workerId).not.toBe(before)
     expect(next.outputs.output!.data).toHaveLength(3)
     expect(pool.stats().workers).toHaveLength(1)
-  }, 30_000)
+  })
 
   it('stops a running and a queued sequence when the caller aborts', async () => {
     pool = createPool({ size: 1, queueMax: 4 })
@@ -96,7 +96,7 @@ describe('VAD sequences in the pool', () => {
     await until(() => pool!.stats().workers.some((w) => w.id !== before && w.state === 'idle'))
     const next = await pool.runVadSequence('silero-vad', windowed(2), new Float32Array(SILERO_STATE), { timeoutMs: 10_000 })
     expect(next.workerId).not.toBe(before)
-  }, 30_000)
+  })
 
   it('hands over a view on a larger buffer as a copy of its own, leaving the rest alone', async () => {
     pool = createPool({ size: 1, queueMax: 4 })
@@ -124,7 +124,7 @@ describe('registry.runVadSequence', () => {
   beforeAll(async () => {
     registry = createRegistry({ config: registryConfig({ MODELS_DIR: MODELS, MODELS_REQUIRED: ['silero-vad'] }), logger: silent })
     await registry.start()
-  }, 30_000)
+  })
   afterAll(() => registry.stop())
 
   it('carries the state across calls: two halves equal the whole', async () => {

@@ -95,7 +95,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vireo-runners-'))
     const runners = [spawnRunner(join(dir, 'a.log')), spawnRunner(join(dir, 'b.log'))]
     try {
-      await until(async () => (await statuses()).succeeded === 500, 80_000)
+      await until(async () => (await statuses()).succeeded === 500)
     } finally {
       for (const r of runners) r.kill('SIGTERM')
       await Promise.all(runners.map((r) => r.exited))
@@ -106,7 +106,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     expect(lines).toHaveLength(500)
     expect(new Set(lines)).toEqual(ids)
     for (const f of ['a.log', 'b.log']) expect(readFileSync(join(dir, f), 'utf8').length).toBeGreaterThan(0)
-  }, 180_000)
+  })
 
   it('reclaims the job of a runner killed with SIGKILL after its lease, and completes it', async () => {
     const { job } = await queue().submit({
@@ -119,12 +119,12 @@ describePostgres('jobs on the real PostgreSQL', () => {
     })
     const dir = mkdtempSync(join(tmpdir(), 'vireo-kill-'))
     const victim = spawnRunner(join(dir, 'victim.log'))
-    await until(async () => existsSync(join(dir, 'victim.log.started')), 80_000)
+    await until(async () => existsSync(join(dir, 'victim.log.started')))
     victim.kill('SIGKILL')
     await victim.exited
     const rescuer = spawnRunner(join(dir, 'rescuer.log'), { RUNNER_NO_HANG: '1' })
     try {
-      await until(async () => (await queue().get(job.id)).status === 'succeeded', 80_000)
+      await until(async () => (await queue().get(job.id)).status === 'succeeded')
     } finally {
       rescuer.kill('SIGTERM')
       await rescuer.exited
@@ -132,7 +132,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const done = await queue().get(job.id)
     expect(done.attempts).toBe(2)
     expect(readFileSync(join(dir, 'rescuer.log'), 'utf8').trim()).toBe(job.id)
-  }, 180_000)
+  })
 
   it('loses no job when the database drops every connection mid-run', async () => {
     const q = queue()
@@ -141,15 +141,15 @@ describePostgres('jobs on the real PostgreSQL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vireo-restart-'))
     const runner = spawnRunner(join(dir, 'r.log'))
     try {
-      await until(async () => ((await statuses()).succeeded ?? 0) > 20, 80_000)
+      await until(async () => ((await statuses()).succeeded ?? 0) > 20)
       const name = new URL(fresh.url).pathname.slice(1)
       await fresh.admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name} and application_name = 'vireo' and pid <> pg_backend_pid()`
-      await until(async () => (await statuses()).succeeded === 200, 80_000)
+      await until(async () => (await statuses()).succeeded === 200)
     } finally {
       runner.kill('SIGTERM')
       await runner.exited
     }
     const done = readFileSync(join(dir, 'r.log'), 'utf8').split('\n').filter(Boolean)
     expect(new Set(done).size).toBe(200)
-  }, 180_000)
+  })
 })

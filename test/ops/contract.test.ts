@@ -34,7 +34,7 @@ beforeAll(async () => {
   t = await createTestApp({ METRICS_TOKEN: 'contract-metrics-token-0123456789' })
   admin = await createKey(t, ['admin'])
   spec = await (await t.app.handle(new Request('http://localhost/api/v1/docs/json'))).json()
-}, 60_000)
+})
 afterAll(() => t.close())
 
 /** Known-good values where a random one would only ever find "not found". */
@@ -195,7 +195,7 @@ describe('contract fuzzing', () => {
     }
     // Schema-valid requests must mostly get through: a contract that only ever answers errors would pass the rest.
     expect(statuses.filter((s) => s < 300).length).toBeGreaterThan(statuses.length / 3)
-  }, 120_000)
+  })
 
   it('rejects generated invalid bodies with a documented 4xx', async () => {
     for (const { path, method, op } of operations()) {
@@ -211,7 +211,7 @@ describe('contract fuzzing', () => {
         { numRuns: 12, seed: 7 },
       )
     }
-  }, 120_000)
+  })
 
   it('answers every protected operation 401, as documented, to an invalid key', async () => {
     for (const { path, method, op } of operations()) {
@@ -225,5 +225,5 @@ describe('contract fuzzing', () => {
       expect(response.status, `${method} ${path}`).toBe(401)
       await check(op, `${method} ${path} invalid key`, response)
     }
-  }, 60_000)
+  })
 })

@@ -146,7 +146,7 @@ describe('Dockerfile CMD', () => {
     }
     const install = Bun.spawnSync(['bun', 'install', '--frozen-lockfile', '--production'], { cwd: app, stdout: 'pipe', stderr: 'pipe' })
     if (install.exitCode !== 0) throw new Error(`bun install failed: ${install.stderr.toString()}`)
-  }, 120_000)
+  })
 
   afterAll(() => {
     rmSync(app, { recursive: true, force: true })
@@ -174,7 +174,7 @@ describe('Dockerfile CMD', () => {
     const reader = child.stdout.getReader()
     const decoder = new TextDecoder()
     let buffered = ''
-    const deadline = Date.now() + 60_000
+    const deadline = Date.now() + 240_000
     let listening: { url: string; env: string } | undefined
     while (!listening && Date.now() < deadline) {
       const { value, done } = await reader.read()
@@ -207,5 +207,5 @@ describe('Dockerfile CMD', () => {
       buffered += decoder.decode(chunk.value, { stream: true })
     expect(buffered).toContain('"msg":"shutdown complete"')
     expect(Bun.spawnSync(probe, { cwd: app, env: { PATH: process.env.PATH ?? '', PORT: port } }).exitCode).toBe(1)
-  }, 90_000)
+  })
 })

@@ -44,7 +44,7 @@ describe.skipIf(!available && !process.env.CI)('docs in a browser', () => {
       ],
       viewport: { width: 1280, height: 900 },
     })
-  }, 60_000)
+  })
 
   afterAll(async () => {
     await context?.close()
@@ -81,8 +81,8 @@ describe.skipIf(!available && !process.env.CI)('docs in a browser', () => {
 
     const response = await page.goto(`${origin}/api/v1/docs`, { waitUntil: 'networkidle' })
     expect(response?.status()).toBe(200)
-    await page.waitForSelector('.opblock', { timeout: 15_000 })
-    await page.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, operations, { timeout: 15_000 })
+    await page.waitForSelector('.opblock', { timeout: 120_000 })
+    await page.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, operations, { timeout: 120_000 })
 
     expect(await page.title()).toContain('vireo')
     expect(await page.locator('.information-container .title').first().textContent()).toContain('vireo')
@@ -94,5 +94,5 @@ describe.skipIf(!available && !process.env.CI)('docs in a browser', () => {
     expect(cspViolations).toEqual([])
     expect(pageErrors).toEqual([])
     expect(blocked).toEqual([])
-  }, 60_000)
+  })
 })

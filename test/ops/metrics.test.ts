@@ -16,7 +16,7 @@ beforeAll(async () => {
   admin = created.key
   adminId = created.id
   inference = (await t.deps.keys.create({ name: 'ops inference', scopes: ['inference'] })).key
-}, 30_000)
+})
 afterAll(() => t.close())
 
 /** Elysia runs after-response hooks (which feed the HTTP metrics) once the response has left: let them run. */

@@ -21,7 +21,7 @@ const operations = () =>
 beforeAll(async () => {
   t = await createTestApp()
   spec = await body(await t.app.handle(req('/api/v1/docs/json')))
-}, 30_000)
+})
 afterAll(() => t.close())
 
 describe('OpenAPI document', () => {
