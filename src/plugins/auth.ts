@@ -3,6 +3,7 @@ import { ForbiddenError, UnauthorizedError, ValidationError } from '../errors'
 import type { Scope } from '../keys/model'
 import { hasScope, type KeyService, type Principal } from '../keys/service'
 import { requestState } from './request-id'
+import type { RouteLookup } from './route-lookup'
 
 /** Query parameters that look like credentials; a key there would end up in logs and browser history. */
 const QUERY_KEY_NAMES = ['api_key', 'apikey', 'api-key', 'key', 'token', 'access_token']
@@ -39,6 +40,9 @@ export function refuseKeyInQuery(request: Request): void {
 
 const principals = new WeakMap<Request, Principal>()
 
+/** OpenAPI extension naming the scope an operation needs; the pre-body check reads it from the route. */
+export const SCOPE_EXTENSION = 'x-required-scope'
+
 export interface AuthOptions {
   keys: KeyService
 }
@@ -52,13 +56,29 @@ export interface AuthOptions {
 export const auth = (options: AuthOptions) =>
   new Elysia({ name: 'vireo.auth' }).macro({
     auth: (scope: Scope | 'any') => ({
-      detail: { security: [{ bearer: [] }, { apiKey: [] }] },
-      // transform runs before validation, so an anonymous caller learns nothing about the schema.
+      detail: { security: [{ bearer: [] }, { apiKey: [] }], [SCOPE_EXTENSION]: scope },
+      // Routes with a body were authenticated before it was read (authBeforeBody); the rest are here, before validation.
       async transform({ request }) {
-        await authenticate(options.keys, request, scope)
+        if (!principals.has(request)) await authenticate(options.keys, request, scope)
       },
       resolve: ({ request }) => ({ principal: principals.get(request) as Principal }),
     }),
+  })
+
+export interface AuthBeforeBodyOptions extends AuthOptions {
+  findRoute: RouteLookup
+}
+
+/**
+ * Authenticates from the headers before a single body byte is read: a global parse hook, registered ahead of
+ * the body parser, for every route whose `auth` option asks for a key. Anonymous bodies are never buffered or
+ * parsed; the answer is 401 (or 403) and Bun drains or closes the connection.
+ * @example app.use(authBeforeBody({ keys, findRoute })).use(bodyParser(limits))
+ */
+export const authBeforeBody = (options: AuthBeforeBodyOptions) =>
+  new Elysia({ name: 'vireo.auth-before-body' }).onParse({ as: 'global' }, async function authenticateBeforeBody({ request, route }) {
+    const scope = options.findRoute(request.method, route)?.hooks?.detail?.[SCOPE_EXTENSION] as Scope | 'any' | undefined
+    if (scope) await authenticate(options.keys, request, scope)
   })
 
 /**

@@ -1,11 +1,14 @@
 import { Elysia } from 'elysia'
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors'
+import type { RouteLookup } from './route-lookup'
 
 export interface BodyParserOptions {
   maxJsonBytes: number
   maxUploadBytes: number
   /** Deepest nesting accepted in a JSON body; deeper documents are refused before validation. */
   maxJsonDepth?: number
+  /** The route's declared hooks: a route with neither a body schema nor a documented requestBody takes no body. */
+  findRoute?: RouteLookup
 }
 
 type BodyKind = 'json' | 'form' | 'multipart' | 'binary'
@@ -94,12 +97,21 @@ async function parseMultipart(bytes: Uint8Array, contentType: string): Promise<R
  * @example app.use(bodyParser({ maxJsonBytes: 1 << 20, maxUploadBytes: 50 << 20 }))
  */
 export const bodyParser = (options: BodyParserOptions) => {
-  const { maxJsonBytes, maxUploadBytes, maxJsonDepth = 64 } = options
+  const { maxJsonBytes, maxUploadBytes, maxJsonDepth = 64, findRoute } = options
   return new Elysia({ name: 'vireo.body-parser', seed: options }).onParse(
     { as: 'global' },
-    async function parseBody({ request, contentType }) {
+    async function parseBody({ request, contentType, route }) {
+      const hooks = findRoute?.(request.method, route)?.hooks
+      // A route that takes no body ignores what was sent, its type included, without reading it.
+      if (hooks && !hooks.body && !hooks.detail?.requestBody) {
+        await request.body?.cancel().catch(() => {})
+        return null
+      }
       const kind = bodyKind(contentType)
-      // A bodiless POST (e.g. a retry or cancel action) has nothing to parse.
+      // No body bytes (Bun's and undici's fetch send Content-Length: 0 on a bodiless DELETE): no media type to refuse.
+      // An empty JSON document is still refused below, with a message saying so.
+      const empty = request.body === null || request.headers.get('content-length') === '0'
+      if (empty && kind !== 'json') return null
       if (!contentType && !request.headers.get('content-length') && !request.headers.get('transfer-encoding')) return null
       if (!kind)
         throw new UnsupportedMediaTypeError(

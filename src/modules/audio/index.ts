@@ -38,6 +38,7 @@ export const CLOSE = {
 export type AudioConfig = Pick<
   Config,
   | 'MAX_AUDIO_SECONDS'
+  | 'MAX_UPLOAD_BYTES'
   | 'VAD_STREAM_MAX_PER_KEY'
   | 'VAD_STREAM_IDLE_S'
   | 'VAD_STREAM_MAX_S'
@@ -114,6 +115,8 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
     if (chosen) set.headers['sec-websocket-protocol'] = chosen
   }
 
+  const wavFile = { type: 'string' as const, format: 'binary', maxLength: config.MAX_UPLOAD_BYTES, description: 'A WAV file' }
+
   const send = (ws: { send(data: string): unknown }, event: StreamEvent | { type: string; [k: string]: unknown }) =>
     ws.send(JSON.stringify(event))
 
@@ -153,6 +156,14 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
             required: false,
             schema: schema as never,
           })),
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: wavFile } } },
+              'audio/wav': { schema: wavFile },
+              'application/octet-stream': { schema: wavFile },
+            },
+          },
           summary: 'Speech segments of a WAV file',
           description:
             'Send the WAV as multipart/form-data field `file` (other fields are parameters) or as the raw body with an audio/* or ' +
