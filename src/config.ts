@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { type Static, Type as t } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -19,7 +20,10 @@ export const EnvSchema = t.Object({
   LOG_LEVEL: t.Optional(t.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => t.Literal(l)))),
   CORS_ORIGINS: t.Optional(t.String()),
   HSTS_MAX_AGE: Int(31536000, 0),
-  TRUST_PROXY: t.Boolean({ default: false }),
+  TRUST_PROXY: t.String({
+    default: '0',
+    description: 'Proxies in front of vireo: their number (hops counted from the right of X-Forwarded-For) or their addresses/CIDRs',
+  }),
   MAX_JSON_BYTES: Int(1048576, 1),
   MAX_UPLOAD_BYTES: Int(52428800, 1),
   SHUTDOWN_GRACE_MS: Int(10000, 0),
@@ -73,13 +77,47 @@ export interface RateLimitRule {
 
 export type Config = Omit<
   Env,
-  'CORS_ORIGINS' | 'MODELS_REQUIRED' | 'LOG_LEVEL' | 'RATE_LIMIT_PUBLIC' | 'RATE_LIMIT_INFERENCE' | 'RATE_LIMIT_JOBS' | 'RATE_LIMIT_ADMIN'
+  | 'CORS_ORIGINS'
+  | 'MODELS_REQUIRED'
+  | 'LOG_LEVEL'
+  | 'RATE_LIMIT_PUBLIC'
+  | 'RATE_LIMIT_INFERENCE'
+  | 'RATE_LIMIT_JOBS'
+  | 'RATE_LIMIT_ADMIN'
+  | 'TRUST_PROXY'
 > & {
+  /** Which X-Forwarded-For hops are believed: a number of proxies, or the proxies' own addresses. */
+  TRUST_PROXY: TrustProxy
   LOG_LEVEL: NonNullable<Env['LOG_LEVEL']>
   /** Exact origins allowed by CORS; `['*']` allows any (refused in production). */
   CORS_ORIGINS: string[]
   MODELS_REQUIRED: string[]
   RATE_LIMITS: Record<'public' | 'inference' | 'jobs' | 'admin', RateLimitRule>
+}
+
+const list = (value: string | undefined) =>
+  (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+
+/** `hops`: that many proxies append to X-Forwarded-For (0: ignore it). `proxies`: addresses or CIDRs of trusted proxies. */
+export type TrustProxy = { hops: number } | { proxies: string[] }
+
+/** TRUST_PROXY as a number of hops or a list of addresses/CIDRs, or the reason it is neither. */
+export function parseTrustProxy(value: string): TrustProxy | string {
+  if (value === 'false') return { hops: 0 }
+  if (value === 'true')
+    return 'true would believe the leftmost X-Forwarded-For hop, which the client writes; give the number of proxies (e.g. 1) or their addresses'
+  if (/^\d+$/.test(value)) return Number(value) <= 32 ? { hops: Number(value) } : 'at most 32 proxy hops'
+  const proxies = list(value)
+  const bad = proxies.filter((p) => {
+    const [address = '', bits, extra] = p.split('/')
+    const family = isIP(address)
+    const max = family === 6 ? 128 : 32
+    return !family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))
+  })
+  return bad.length || !proxies.length ? `not a number of hops nor IP addresses/CIDRs: ${bad.join(', ') || value}` : { proxies }
 }
 
 export class ConfigError extends Error {
@@ -88,12 +126,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
   }
 }
-
-const list = (value: string | undefined) =>
-  (value ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
 
 const rate = (value: string): RateLimitRule => {
   const [points, durationS] = value.split('/').map(Number)
@@ -129,6 +161,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com (scheme and host, no path)`)
   }
+  const trustProxy = parseTrustProxy(parsed.TRUST_PROXY)
+  if (typeof trustProxy === 'string') problems.push(`TRUST_PROXY=${JSON.stringify(parsed.TRUST_PROXY)}: ${trustProxy}`)
   if (parsed.NODE_ENV === 'production') {
     if (corsOrigins.length === 0 || corsOrigins.includes('*'))
       problems.push('CORS_ORIGINS: production needs an explicit list of allowed origins (unset and "*" are refused)')
@@ -143,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     LOG_LEVEL: parsed.LOG_LEVEL ?? defaultLevel[parsed.NODE_ENV],
     INFERENCE_WORKERS: parsed.INFERENCE_WORKERS || availableParallelism(),
     CORS_ORIGINS: corsOrigins.length ? corsOrigins : ['*'],
+    TRUST_PROXY: trustProxy as TrustProxy,
     MODELS_REQUIRED: list(parsed.MODELS_REQUIRED),
     RATE_LIMITS: {
       public: rate(parsed.RATE_LIMIT_PUBLIC),

@@ -25,13 +25,13 @@ describe('config', () => {
   it('converts strings to numbers, booleans and lists', () => {
     const config = loadConfig({
       PORT: '8080',
-      TRUST_PROXY: 'true',
+      TRUST_PROXY: '2',
       CORS_ORIGINS: 'https://a.com, https://b.com',
       MODELS_REQUIRED: 'x,y',
       RATE_LIMIT_JOBS: '5/10',
     })
     expect(config.PORT).toBe(8080)
-    expect(config.TRUST_PROXY).toBe(true)
+    expect(config.TRUST_PROXY).toEqual({ hops: 2 })
     expect(config.CORS_ORIGINS).toEqual(['https://a.com', 'https://b.com'])
     expect(config.MODELS_REQUIRED).toEqual(['x', 'y'])
     expect(config.RATE_LIMITS.jobs).toEqual({ points: 5, durationS: 10 })
@@ -45,6 +45,17 @@ describe('config', () => {
     expect(found.find((p) => p.startsWith('MAX_JSON_BYTES='))).toContain('whole number')
     expect(found.some((p) => p.startsWith('TRUST_PROXY='))).toBe(true)
     expect(found.some((p) => p.startsWith('RATE_LIMIT_ADMIN='))).toBe(true)
+  })
+
+  it('reads TRUST_PROXY as hops or proxy addresses, and refuses true, which would believe the client', () => {
+    expect(loadConfig({}).TRUST_PROXY).toEqual({ hops: 0 })
+    expect(loadConfig({ TRUST_PROXY: 'false' }).TRUST_PROXY).toEqual({ hops: 0 })
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,::1' }).TRUST_PROXY).toEqual({
+      proxies: ['10.0.0.0/8', '192.168.1.7', '::1'],
+    })
+    expect(problems({ TRUST_PROXY: 'true' })[0]).toContain('the client writes')
+    for (const bad of ['10.0.0.0/33', 'proxy.local', '10.0.0.1/8/1', '99'])
+      expect(problems({ TRUST_PROXY: bad })[0], bad).toStartWith('TRUST_PROXY=')
   })
 
   it('refuses an out-of-range port and a malformed origin', () => {

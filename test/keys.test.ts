@@ -36,8 +36,12 @@ describe('key format', () => {
     expect(() => sanitizeName('x'.repeat(101))).toThrow()
   })
 
-  it('refuses a tampered cursor', () => {
+  it('refuses a tampered cursor with 400, not a database error', async () => {
     expect(() => decodeCursor('bm9wZQ')).toThrow('Invalid cursor')
+    const forged = Buffer.from(`2026-01-01T00:00:00.000Z|${'-'.repeat(36)}`).toString('base64url')
+    const response = await t.app.handle(req(`/api/v1/keys?cursor=${forged}`, { headers: bearer(admin) }))
+    expect(response.status).toBe(400)
+    expect((await body(response)).error.code).toBe('VALIDATION_ERROR')
   })
 })
 

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis'
 import { RateLimiterRes } from 'rate-limiter-flexible'
 import { createLogger } from '../src/logger'
 import { createRateLimiter, decide, rateLimitHeaders } from '../src/plugins/rate-limit'
+import { clientIp } from '../src/plugins/request-id'
 import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig } from './helpers'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6379' : undefined)
@@ -84,18 +85,32 @@ describe('rate limiting through the app', () => {
 })
 
 describe('client IP behind a proxy', () => {
-  it('counts X-Forwarded-For only when TRUST_PROXY is on', async () => {
-    for (const trust of ['true', 'false']) {
-      const t = await createTestApp({ RATE_LIMIT_PUBLIC: '1/60', TRUST_PROXY: trust })
-      try {
-        const a = await t.app.handle(req('/', { headers: { 'x-forwarded-for': '10.0.0.1' } }))
-        const b = await t.app.handle(req('/', { headers: { 'x-forwarded-for': '10.0.0.2, 172.16.0.1' } }))
-        expect(a.status).toBe(200)
-        expect(b.status).toBe(trust === 'true' ? 200 : 429)
-      } finally {
-        await t.close()
-      }
+  it('believes only the hops its proxies wrote: a fresh leftmost address does not get a fresh quota', async () => {
+    const t = await createTestApp({ RATE_LIMIT_PUBLIC: '2/60', TRUST_PROXY: '1' })
+    try {
+      // The proxy appends the peer it saw (203.0.113.9); whatever the client wrote to the left is ignored.
+      const spoofed = await Promise.all(
+        [1, 2, 3, 4].map((i) => t.app.handle(req('/', { headers: { 'x-forwarded-for': `10.0.0.${i}, 203.0.113.9` } }))),
+      )
+      expect(spoofed.map((r) => r.status).sort()).toEqual([200, 200, 429, 429])
+      const other = await t.app.handle(req('/', { headers: { 'x-forwarded-for': '10.0.0.1, 203.0.113.10' } }))
+      expect(other.status).toBe(200)
+    } finally {
+      await t.close()
     }
+  })
+
+  it('reads the client from the right: past N hops, or past every trusted proxy address', () => {
+    const request = (xff?: string) => new Request('http://x/', { headers: xff ? { 'x-forwarded-for': xff } : {} })
+    expect(clientIp(request('1.1.1.1'), '10.0.0.5', { hops: 0 })).toBe('10.0.0.5')
+    expect(clientIp(request('6.6.6.6, 1.1.1.1'), '10.0.0.5', { hops: 1 })).toBe('1.1.1.1')
+    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), '10.0.0.5', { hops: 2 })).toBe('1.1.1.1')
+    expect(clientIp(request('1.1.1.1'), '10.0.0.5', { hops: 5 })).toBe('1.1.1.1')
+    expect(clientIp(request(), '10.0.0.5', { hops: 1 })).toBe('10.0.0.5')
+    const k8s = { proxies: ['10.0.0.0/8', '::1'] }
+    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), '10.0.0.5', k8s)).toBe('1.1.1.1')
+    expect(clientIp(request('6.6.6.6'), '192.0.2.1', k8s)).toBe('192.0.2.1')
+    expect(clientIp(request('10.9.9.9'), '::1', k8s)).toBe('10.9.9.9')
   })
 })
 

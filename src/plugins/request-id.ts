@@ -1,4 +1,6 @@
+import { BlockList, isIP } from 'node:net'
 import { Elysia } from 'elysia'
+import type { TrustProxy } from '../config'
 import type { Logger } from '../logger'
 
 /** What vireo knows about one request from its first hook to its log line. */
@@ -38,26 +40,63 @@ export function pickRequestId(incoming: string | null): string {
 
 export interface RequestIdOptions {
   logger: Logger
-  trustProxy: boolean
+  trustProxy: TrustProxy
 }
 
-/** Client address: the first `X-Forwarded-For` hop only behind a trusted proxy, else the socket peer. */
-export function clientIp(request: Request, socketIp: string | undefined, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = request.headers.get('x-forwarded-for')?.split(',')[0]?.trim()
-    if (forwarded) return forwarded
+/** Whether an address belongs to a trusted proxy, from TRUST_PROXY's addresses and CIDRs. */
+function proxyMatcher(proxies: string[]): (address: string) => boolean {
+  const trusted = new BlockList()
+  for (const proxy of proxies) {
+    const [address = '', bits] = proxy.split('/')
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4'
+    if (bits === undefined) trusted.addAddress(address, family)
+    else trusted.addSubnet(address, Number(bits), family)
   }
-  return socketIp ?? 'unknown'
+  return (address) => {
+    const family = isIP(address)
+    return family !== 0 && trusted.check(address, family === 6 ? 'ipv6' : 'ipv4')
+  }
+}
+
+/**
+ * Client address. Each proxy appends the peer it saw to X-Forwarded-For, so the chain is read from the right:
+ * past `hops` proxies, or past every trusted proxy address. The leftmost entries are the client's to write and
+ * are never believed on their own.
+ * @example clientIp(request, '10.0.0.5', { hops: 1 }) // the address the one proxy saw
+ */
+export function clientIp(
+  request: Request,
+  socketIp: string | undefined,
+  trust: TrustProxy,
+  isProxy?: (address: string) => boolean,
+): string {
+  const peer = socketIp ?? 'unknown'
+  const header = request.headers.get('x-forwarded-for')
+  if (!header || ('hops' in trust && trust.hops === 0)) return peer
+  const chain = [
+    ...header
+      .split(',')
+      .map((hop) => hop.trim())
+      .filter(Boolean),
+    peer,
+  ]
+  if ('hops' in trust) return chain[Math.max(0, chain.length - 1 - trust.hops)]!
+  const trusted = isProxy ?? proxyMatcher(trust.proxies)
+  let at = chain.length - 1
+  while (at > 0 && trusted(chain[at]!)) at--
+  return chain[at]!
 }
 
 /**
  * Assigns every request an id (kept from a valid `X-Request-Id`), a child logger carrying it, and the client IP.
  * @example app.use(requestId({ logger, trustProxy: false }))
  */
-export const requestId = (options: RequestIdOptions) =>
-  new Elysia({ name: 'vireo.request-id' }).onRequest(function assignRequestId({ request, set, server }) {
+export const requestId = (options: RequestIdOptions) => {
+  const isProxy = 'proxies' in options.trustProxy ? proxyMatcher(options.trustProxy.proxies) : undefined
+  return new Elysia({ name: 'vireo.request-id', seed: options.trustProxy }).onRequest(function assignRequestId({ request, set, server }) {
     const id = pickRequestId(request.headers.get('x-request-id'))
-    const ip = clientIp(request, server?.requestIP(request)?.address, options.trustProxy)
+    const ip = clientIp(request, server?.requestIP(request)?.address, options.trustProxy, isProxy)
     states.set(request, new RequestState(id, performance.now(), ip, options.logger))
     set.headers['x-request-id'] = id
   })
+}

@@ -129,16 +129,26 @@ describe('GET /api/v1/audio/vad/stream', () => {
     expect(client.events.some((e) => e.type === 'error')).toBe(false)
   })
 
-  it('accepts the key as a subprotocol and echoes the keyless protocol (or the only one offered)', async () => {
+  it('accepts the key as a subprotocol, answers with the keyless protocol, and never echoes the key', async () => {
     const both = connect({ protocols: ['vireo.vad.v1', `vireo.key.${key}`] })
     expect(await both.opened).toBe(true)
     expect(both.ws.protocol).toBe('vireo.vad.v1')
     both.ws.close()
+    await both.closed
     const only = connect({ protocols: [`vireo.key.${key}`] })
-    expect(await only.opened).toBe(true)
-    expect(only.ws.protocol).toBe(`vireo.key.${key}`)
-    only.ws.close()
-    await Promise.all([both.closed, only.closed])
+    expect(await only.opened).toBe(false)
+    const refused = await fetch(url.replace('ws:', 'http:'), {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'sec-websocket-protocol': `vireo.key.${key}`,
+      },
+    })
+    expect(refused.status).toBe(400)
+    expect(refused.headers.get('sec-websocket-protocol')).toBeNull()
+    expect(JSON.stringify([...refused.headers, await refused.text()])).not.toContain(key)
   })
 
   it('refuses the upgrade without a valid key', async () => {

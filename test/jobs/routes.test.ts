@@ -85,7 +85,8 @@ describe('GET /api/v1/jobs', () => {
     const queued = await body(await t.app.handle(req('/api/v1/jobs?status=queued&limit=100', { headers: bearer(key) })))
     expect(queued.data.items).toHaveLength(8)
     expect((await body(await t.app.handle(req('/api/v1/jobs?status=succeeded', { headers: bearer(key) })))).data.items).toHaveLength(0)
-    for (const bad of ['limit=0', 'limit=101', 'status=nope', 'cursor=zzz']) {
+    const forged = Buffer.from(`2026-01-01T00:00:00.000Z|${'-'.repeat(36)}`).toString('base64url')
+    for (const bad of ['limit=0', 'limit=101', 'status=nope', 'cursor=zzz', `cursor=${forged}`]) {
       expect((await t.app.handle(req(`/api/v1/jobs?${bad}`, { headers: bearer(key) }))).status).toBe(400)
     }
   })

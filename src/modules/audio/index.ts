@@ -100,19 +100,29 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
   const openPerKey = new Map<string, number>()
   const streams = new WeakMap<object, StreamState>()
 
-  /** Browsers cannot set headers on a WebSocket, so the key may also come as a `vireo.key.<key>` subprotocol. */
-  async function authenticateStream({ request }: { request: Request }) {
-    await authenticate(keys, request, 'inference', true)
-  }
-
-  /** Browsers drop a connection whose answer names no subprotocol when they offered some: accept one, preferring the keyless one. */
-  function chooseProtocol({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
-    const offered = (request.headers.get('sec-websocket-protocol') ?? '')
+  const offeredProtocols = (request: Request) =>
+    (request.headers.get('sec-websocket-protocol') ?? '')
       .split(',')
       .map((p) => p.trim())
       .filter(Boolean)
-    const chosen = offered.includes(VAD_STREAM_PROTOCOL) ? VAD_STREAM_PROTOCOL : offered[0]
-    if (chosen) set.headers['sec-websocket-protocol'] = chosen
+
+  /**
+   * Browsers cannot set headers on a WebSocket, so the key may also come as a `vireo.key.<key>` subprotocol.
+   * A client that offers subprotocols must offer `vireo.vad.v1` too: the answer names the one selected, and a
+   * key-bearing one is never selected, so the key is never echoed.
+   */
+  async function authenticateStream({ request }: { request: Request }) {
+    await authenticate(keys, request, 'inference', true)
+    const offered = offeredProtocols(request)
+    if (offered.length && !offered.includes(VAD_STREAM_PROTOCOL))
+      throw new ValidationError(`Offer the subprotocol ${VAD_STREAM_PROTOCOL} (beside vireo.key.<key> if the key travels that way)`, [
+        { path: 'header:/sec-websocket-protocol', message: `must include ${VAD_STREAM_PROTOCOL}` },
+      ])
+  }
+
+  /** Browsers drop a connection whose answer names no subprotocol when they offered some: name the keyless one. */
+  function chooseProtocol({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
+    if (offeredProtocols(request).length) set.headers['sec-websocket-protocol'] = VAD_STREAM_PROTOCOL
   }
 
   const wavFile = { type: 'string' as const, format: 'binary', maxLength: config.MAX_UPLOAD_BYTES, description: 'A WAV file' }
