@@ -91,6 +91,17 @@ describe('envelope', () => {
     expect(json.error.details.allowed).toEqual(['GET'])
   })
 
+  it('answers 405 with Allow on collections, with or without the trailing slash', async () => {
+    const collections = { '/api/v1/keys': 'GET, POST', '/api/v1/jobs': 'GET, POST', '/api/v1/models': 'GET' }
+    for (const [path, allow] of Object.entries(collections))
+      for (const method of ['PUT', 'PATCH', 'DELETE'])
+        for (const spelling of [path, `${path}/`]) {
+          const response = await t.app.handle(req(spelling, { method }))
+          expect(response.status, `${method} ${spelling}`).toBe(405)
+          expect(response.headers.get('allow')).toBe(allow)
+        }
+  })
+
   it('hides the cause of an unexpected exception behind a generic 500 and logs it with the request id', async () => {
     const response = await t.app.handle(req('/api/v1/test/boom', { headers: { 'x-request-id': 'trace-500.a' } }))
     const json = await expectError(response, 500, 'INTERNAL_ERROR')

@@ -65,6 +65,11 @@ describe('POST /api/v1/models/:name/infer', () => {
       // 2^53 + 1 cannot travel as a JSON number without losing precision: it must be sent as a string.
       [{ inputs: [x(), n([1, 2 ** 53 + 2])] }, '/inputs/1/data/1'],
       [{ inputs: [x(), { ...n(), name: 'q' }] }, '/inputs/1/name'],
+      // Unknown fields are refused at every level, as everywhere else.
+      [{ inputs: [{ ...x(), scale: 2 }, n()] }, '/inputs/0'],
+      [{ inputs: [x(), n()], parameters: { priority: 1 } }, '/parameters'],
+      [{ inputs: [x(), n()], outputs: [{ name: 'y', binary_data: true }] }, '/outputs/0'],
+      [JSON.parse(`{"inputs": ${JSON.stringify([x(), n()])}, "__proto__": {"admin": true}}`), '/'],
     ]
     for (const [payload, path] of cases) {
       const response = await infer('arith', payload)

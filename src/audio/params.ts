@@ -111,18 +111,22 @@ const checkOptions = TypeCompiler.Compile(VadOptions)
  * @example resolveVadOptions({ threshold: 0.6, probabilities: true }).params.neg_threshold // 0.45
  */
 export function resolveVadOptions(input: Record<string, unknown>, prefix = ''): ResolvedVadOptions {
-  const where = (issues: FieldIssue[]) => issues.map((issue) => ({ ...issue, path: `${prefix}${issue.path}` }))
-  if (!checkOptions.Check(input))
-    throw new ValidationError(
-      'Invalid VAD parameters',
-      where([...checkOptions.Errors(input)].map((e) => ({ path: e.path || '/', message: e.message }))),
-    )
+  // Every bad field is listed at once: the schema's findings, then the segmenter's rules between fields.
+  const issues: FieldIssue[] = checkOptions.Check(input)
+    ? []
+    : [...checkOptions.Errors(input)].map((e) => ({ path: e.path || '/', message: e.message }))
   const { probabilities = false, fallback = 'auto', timeout_ms, ...segmenter } = input as VadOptions
-  let params: ResolvedVadParams
+  let params: ResolvedVadParams | undefined
   try {
     params = resolveVadParams(segmenter)
   } catch (error) {
-    throw new ValidationError('Invalid VAD parameters', where(((error as ValidationError).details ?? []) as FieldIssue[]))
+    for (const issue of ((error as ValidationError).details ?? []) as FieldIssue[])
+      if (!issues.some((known) => known.path === issue.path)) issues.push(issue)
   }
+  if (issues.length || !params)
+    throw new ValidationError(
+      'Invalid VAD parameters',
+      issues.map((issue) => ({ ...issue, path: `${prefix}${issue.path}` })),
+    )
   return { params, probabilities, fallback, timeoutMs: timeout_ms }
 }

@@ -57,20 +57,29 @@ const TensorName = t.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000
 
 // Schema-level ceilings keep every request bounded before it is looked at; the configured limits
 // (INFERENCE_MAX_ELEMENTS, INFERENCE_MAX_TIMEOUT_MS) are checked against the model afterwards.
-export const InferInputSchema = t.Object({
-  name: TensorName,
-  shape: t.Array(t.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { maxItems: 16 }),
-  datatype: t.String({ maxLength: 16, pattern: '^[A-Z0-9]+$', description: `one of ${Object.keys(DATATYPES).join(', ')}` }),
-  data: t.Array(Value, { maxItems: 16_777_216, description: 'flat, row-major; INT64 values beyond 2^53-1 as decimal strings' }),
-})
+export const InferInputSchema = t.Object(
+  {
+    name: TensorName,
+    shape: t.Array(t.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { maxItems: 16 }),
+    datatype: t.String({ maxLength: 16, pattern: '^[A-Z0-9]+$', description: `one of ${Object.keys(DATATYPES).join(', ')}` }),
+    data: t.Array(Value, { maxItems: 16_777_216, description: 'flat, row-major; INT64 values beyond 2^53-1 as decimal strings' }),
+  },
+  { additionalProperties: false },
+)
 export type InferInput = typeof InferInputSchema.static
 
-export const InferRequestSchema = t.Object({
-  id: t.Optional(t.String({ maxLength: 256, pattern: '^[^\\u0000-\\u001f]*$' })),
-  inputs: t.Array(InferInputSchema, { minItems: 1, maxItems: 64 }),
-  outputs: t.Optional(t.Array(t.Object({ name: TensorName }), { maxItems: 64 })),
-  parameters: t.Optional(t.Object({ timeout_ms: t.Optional(t.Integer({ minimum: 1, maximum: 3_600_000 })) })),
-})
+// Unknown fields (and a `__proto__` key, which JSON.parse makes an own property) are refused at every level.
+export const InferRequestSchema = t.Object(
+  {
+    id: t.Optional(t.String({ maxLength: 256, pattern: '^[^\\u0000-\\u001f]*$' })),
+    inputs: t.Array(InferInputSchema, { minItems: 1, maxItems: 64 }),
+    outputs: t.Optional(t.Array(t.Object({ name: TensorName }, { additionalProperties: false }), { maxItems: 64 })),
+    parameters: t.Optional(
+      t.Object({ timeout_ms: t.Optional(t.Integer({ minimum: 1, maximum: 3_600_000 })) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+)
 export type InferRequest = typeof InferRequestSchema.static
 
 export const InferOutputSchema = t.Object({

@@ -27,7 +27,9 @@ export interface ErrorHandlerOptions {
 
 /** Turns a route pattern such as `/api/v1/models/:name` into a matcher for concrete paths. */
 function patternToRegExp(path: string): RegExp {
+  // Collection routes are registered with a trailing slash ('/api/v1/keys/'); both spellings are the same resource.
   const source = path
+    .replace(/(.)\/$/, '$1')
     .split('/')
     .map((part) => (part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
     .join('/')

@@ -60,11 +60,16 @@ const checkStreamConfig = TypeCompiler.Compile(AudioModel.streamConfig)
 /** Audio bytes and the raw (text) parameters of a POST /audio/vad, from either body form. */
 async function readUpload(body: unknown, contentType: string | null): Promise<{ bytes: Uint8Array; fields: Record<string, unknown> }> {
   const kind = bodyKind(contentType)
-  if (kind === 'binary' && body instanceof Uint8Array) return { bytes: body, fields: {} }
+  const empty = () => new ValidationError('The uploaded file is empty; send a WAV file', [{ path: '/file', message: 'is empty' }])
+  if (kind === 'binary') {
+    if (!(body instanceof Uint8Array) || body.byteLength === 0) throw empty()
+    return { bytes: body, fields: {} }
+  }
   if (kind === 'multipart' && body && typeof body === 'object') {
     const { file, ...fields } = body as Record<string, unknown>
     if (!(file instanceof Blob))
       throw new ValidationError('Send the audio as the multipart field "file"', [{ path: '/file', message: 'a file is required' }])
+    if (file.size === 0) throw empty()
     return { bytes: new Uint8Array(await file.arrayBuffer()), fields }
   }
   if (kind === 'json' || kind === 'form')
