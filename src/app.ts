@@ -57,7 +57,7 @@ export function createApp(deps: Deps) {
         modelsModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, maxBatch: config.INFERENCE_MAX_BATCH }),
       )
       .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
-      .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: (model) => deps.registry.get(model) }))
+      .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: deps.registry.check }))
   )
 }
 

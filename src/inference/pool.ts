@@ -1,4 +1,4 @@
-import { ProcessingError, ServiceUnavailableError, TimeoutError } from '../errors'
+import { ProcessingError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
 import type { Feeds } from './tensors'
 import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
@@ -308,6 +308,17 @@ export function createPool(options: PoolOptions): Pool {
       const queueMs = job.startedAt! - job.enqueuedAt
       job.resolve({ outputs: message.outputs, queueMs, inferenceMs: message.inferenceMs, workerId: slot.id })
       onRun?.({ model: job.model, outcome: 'ok', queueMs, inferenceMs: message.inferenceMs })
+    } else if (message.rejected) {
+      // The session ran the warm-up and other requests; it refused these inputs. The runtime's own words stay
+      // in the log: they name graph nodes and build flags, nothing a client can act on.
+      logger?.warn({ model: job.model, worker: slot.id, reason: message.message }, 'the model rejected its inputs')
+      job.fail(
+        new ValidationError(
+          `Model "${job.model}" could not run on these inputs; check their shapes and values against GET /api/v1/models/${job.model}`,
+          [{ path: '/inputs', message: 'rejected by the model' }],
+        ),
+        'error',
+      )
     } else {
       job.fail(new ProcessingError(`Model "${job.model}" failed to run: ${message.message}`), 'error')
     }

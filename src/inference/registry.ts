@@ -98,6 +98,12 @@ export interface Registry {
   list(): ModelInfo[]
   /** @throws NotFoundError */
   get(name: string): ModelInfo
+  /**
+   * Checks a request against the model's inputs, outputs and limits without running it (jobs, at submit time).
+   * A model that has never loaded has no metadata yet: then only its existence is checked.
+   * @throws NotFoundError, ValidationError
+   */
+  check(name: string, request: InferRequest): void
   /** Validated Open Inference Protocol request → response. */
   infer(name: string, request: InferRequest, options?: CallOptions): Promise<InferResult>
   /** Typed arrays in, typed arrays out, no JSON checks: for trusted callers such as the VAD, which batch frames themselves. */
@@ -348,15 +354,20 @@ export function createRegistry(options: RegistryOptions): Registry {
     return timeoutFor(manifest, requested)
   }
 
+  const feedsOf = (name: string, entry: Entry, request: InferRequest) =>
+    validateInferRequest(request, { model: name, inputs: entry.inputs, outputs: entry.outputs, maxElements: config.INFERENCE_MAX_ELEMENTS })
+
+  function check(name: string, request: InferRequest): void {
+    const entry = find(name)
+    if (!entry.manifest || entry.inputs.length === 0) return
+    budget(entry.manifest, request.parameters?.timeout_ms, '/parameters/timeout_ms')
+    feedsOf(name, entry, request)
+  }
+
   async function infer(name: string, request: InferRequest, callOptions: CallOptions = {}): Promise<InferResult> {
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs ?? request.parameters?.timeout_ms, '/parameters/timeout_ms')
-    const feeds = validateInferRequest(request, {
-      model: name,
-      inputs: entry.inputs,
-      outputs: entry.outputs,
-      maxElements: config.INFERENCE_MAX_ELEMENTS,
-    })
+    const feeds = feedsOf(name, entry, request)
     const wanted = request.outputs?.map((o) => o.name)
     const result = await pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, outputs: wanted })
     const order = wanted ?? entry.outputs.map((o) => o.name)
@@ -396,6 +407,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     // Snapshots: the registry updates status fields in place; load-time fields (inputs, outputs) never change.
     list: () => [...entries.values()].map((e) => ({ ...e.info })),
     get: (name) => ({ ...find(name).info }),
+    check,
     infer,
     runRaw,
     runVadSequence,

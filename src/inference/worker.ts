@@ -47,7 +47,8 @@ export type FromWorker =
     }
   | { type: 'loaded'; name: string; ok: false; reason: string; attempts: BackendAttempt[] }
   | { type: 'result'; id: number; outputs: Feeds; inferenceMs: number; heapBytes: number }
-  | { type: 'failed'; id: number; message: string; heapBytes: number }
+  /** `rejected`: the session itself refused these inputs (the model is fine; the input is not). */
+  | { type: 'failed'; id: number; message: string; heapBytes: number; rejected: boolean }
 
 interface WorkerScope {
   onmessage: ((event: MessageEvent<ToWorker>) => void) | null
@@ -71,6 +72,8 @@ WebAssembly.Memory = new Proxy(WebAssembly.Memory, {
 const ort: typeof Ort = await import('onnxruntime-web')
 ort.env.wasm.numThreads = 1
 ort.env.logLevel = 'error'
+/** Fatal only: a run's errors come back as its exception, which vireo logs once, with the model and worker. */
+const QUIET = { logSeverityLevel: 4 } as const
 const wasmDir = wasmDirectory()
 if (wasmDir) ort.env.wasm.wasmPaths = wasmDir
 
@@ -110,7 +113,11 @@ async function load(name: string, bytes: Uint8Array, backends: string[]): Promis
     }
     try {
       // One provider per attempt: given a list, onnxruntime silently drops the ones it lacks.
-      const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend as 'wasm'], graphOptimizationLevel: 'all' })
+      const session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [backend as 'wasm'],
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: QUIET.logSeverityLevel,
+      })
       await sessions.get(name)?.release()
       sessions.set(name, session)
       return {
@@ -133,7 +140,7 @@ async function load(name: string, bytes: Uint8Array, backends: string[]): Promis
 async function run(session: Ort.InferenceSession, feeds: Feeds, wanted?: string[]): Promise<Feeds> {
   const inputs: Record<string, Ort.Tensor> = {}
   for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
-  const results = wanted?.length ? await session.run(inputs, wanted) : await session.run(inputs)
+  const results = wanted?.length ? await session.run(inputs, wanted, QUIET) : await session.run(inputs, QUIET)
   const outputs: Feeds = {}
   for (const [name, tensor] of Object.entries(results)) {
     const data = (await tensor.getData()) as RawTensor['data']
@@ -152,7 +159,7 @@ async function vadSequence(session: Ort.InferenceSession, inputs: Float32Array, 
   let carried: Ort.Tensor = new ort.Tensor('float32', state, [2, 1, SILERO_STATE / 2])
   for (let k = 0; k < frames; k++) {
     const input = new ort.Tensor('float32', inputs.subarray(k * SILERO_INPUT, (k + 1) * SILERO_INPUT), [1, SILERO_INPUT])
-    const { output, stateN } = await session.run({ input, state: carried, sr })
+    const { output, stateN } = await session.run({ input, state: carried, sr }, QUIET)
     if (!output || !stateN) throw new Error('the model did not answer "output" and "stateN"; is it Silero VAD?')
     probabilities[k] = (output.data as Float32Array)[0]!
     output.dispose()
@@ -172,7 +179,13 @@ async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
   const { id, model } = message
   const session = sessions.get(model)
   if (!session) {
-    scope.postMessage({ type: 'failed', id, message: `model "${model}" is not loaded in this worker`, heapBytes: heapBytes() })
+    scope.postMessage({
+      type: 'failed',
+      id,
+      message: `model "${model}" is not loaded in this worker`,
+      heapBytes: heapBytes(),
+      rejected: false,
+    })
     return
   }
   try {
@@ -185,7 +198,9 @@ async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
     const transfer = new Set(Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer))
     scope.postMessage({ type: 'result', id, outputs, inferenceMs, heapBytes: heapBytes() }, [...transfer])
   } catch (error) {
-    scope.postMessage({ type: 'failed', id, message: error instanceof Error ? error.message : String(error), heapBytes: heapBytes() })
+    const reason = error instanceof Error ? error.message : String(error)
+    // Tensors of a 'run' come from the client; a VAD sequence is built by vireo itself, so its failure is vireo's.
+    scope.postMessage({ type: 'failed', id, message: reason, heapBytes: heapBytes(), rejected: message.type === 'run' })
   }
 }
 

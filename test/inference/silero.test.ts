@@ -88,3 +88,38 @@ describe('Silero VAD v5 (real model)', () => {
     }
   })
 })
+
+describe('input Silero itself rejects', () => {
+  let registry: Registry
+  beforeAll(async () => {
+    registry = createRegistry({ config: registryConfig({ MODELS_DIR: MODELS, MODELS_REQUIRED: ['silero-vad'] }), logger: silent })
+    await registry.start()
+  })
+  afterAll(() => registry.stop())
+
+  const request = (sr: number | string, shape: number[]) => ({
+    inputs: [
+      { name: 'input', shape, datatype: 'FP32', data: new Array(shape.reduce((a, b) => a * b, 1)).fill(0) },
+      { name: 'state', shape: [2, 1, 128], datatype: 'FP32', data: new Array(256).fill(0) },
+      { name: 'sr', shape: [], datatype: 'INT64', data: [sr] },
+    ],
+  })
+
+  it('answers 400 about the input, without the runtime internals, and keeps serving', async () => {
+    for (const [sr, shape] of [
+      [8000, [1, 512]],
+      [0, [1, 512]],
+      ['9223372036854775807', [1, 512]],
+      [16000, [1, 0]],
+      [16000, [0, 512]],
+    ] as const) {
+      const error = await registry.infer('silero-vad', request(sr, [...shape])).catch((e) => e)
+      expect(error.code, `sr ${sr} shape ${shape}`).toBe('VALIDATION_ERROR')
+      expect(error.status).toBe(400)
+      expect(error.message).toContain('could not run on these inputs')
+      expect(JSON.stringify(error.details)).not.toMatch(/If_0|OrtRun|Aborted|ERROR_CODE/)
+    }
+    const fine = await registry.infer('silero-vad', request(16000, [1, 512]))
+    expect(fine.outputs.map((o) => o.name).sort()).toEqual(['output', 'stateN'])
+  })
+})

@@ -18,10 +18,19 @@ afterAll(() => t.close())
 
 const submit = (key: string, json: unknown, headers: Record<string, string> = {}) =>
   t.app.handle(req('/api/v1/jobs', { method: 'POST', json, headers: { ...bearer(key), ...headers } }))
-const job = (model = 'arith', n = 1) => ({
+/** A request that fits the fixture model (each is checked against its model at submit time); `n` varies the body. */
+const job = (model: 'arith' | 'dynbatch' = 'arith', n = 1) => ({
   task: 'infer',
   model,
-  request: { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [n] }] },
+  request: {
+    inputs:
+      model === 'arith'
+        ? [
+            { name: 'x', shape: [1, 4], datatype: 'FP32', data: [n, 0, 0, 0] },
+            { name: 'n', shape: [1, 2], datatype: 'INT64', data: [1, 2] },
+          ]
+        : [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [n, 0, 0] }],
+  },
 })
 
 describe('POST /api/v1/jobs', () => {
@@ -40,6 +49,11 @@ describe('POST /api/v1/jobs', () => {
     expect((await submit(owner, { ...job(), max_attempts: 0 })).status).toBe(400)
     expect((await submit(owner, { ...job(), owner_key_id: 'x' })).status).toBe(400)
     expect((await submit(inferenceOnly, job())).status).toBe(403)
+    // Checked against the model's metadata at submit time, as /infer does, rather than failing later as a job.
+    const misfit = { ...job(), request: { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] } }
+    const refused = await submit(owner, misfit)
+    expect(refused.status).toBe(400)
+    expect((await body(refused)).error.details.map((d: { path: string }) => d.path).join()).toContain('/request/inputs')
     expect((await submit(owner, job(), { 'idempotency-key': 'k'.repeat(256) })).status).toBe(400)
   })
 })

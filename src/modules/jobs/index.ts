@@ -1,5 +1,7 @@
 import { Elysia } from 'elysia'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
+import { type FieldIssue, ValidationError } from '../../errors'
+import type { InferRequest } from '../../inference/tensors'
 import type { KeyService } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth } from '../../plugins/auth'
@@ -14,7 +16,7 @@ export interface JobsModuleOptions {
   limiter: RateLimiter
   logger: Logger
   /** Checks an infer request against its model before it is queued, so invalid work fails at once (400/404). */
-  validateInfer?: (model: string, request: unknown) => void
+  validateInfer?: (model: string, request: InferRequest) => void
 }
 
 /** `/api/v1/jobs`: submit (idempotent), read, list, cancel, retry. */
@@ -25,7 +27,17 @@ export const jobsModule = ({ jobs, keys, limiter, logger, validateInfer }: JobsM
     .post(
       '/',
       async function submitJob({ body, headers, principal, set }) {
-        validateInfer?.(body.model, body.request)
+        try {
+          validateInfer?.(body.model, body.request)
+        } catch (error) {
+          // The request sits under /request in a job's body: point there.
+          if (!(error instanceof ValidationError)) throw error
+          const issues = (error.details ?? []) as FieldIssue[]
+          throw new ValidationError(
+            error.message,
+            issues.map((issue) => ({ ...issue, path: `/request${issue.path}` })),
+          )
+        }
         const { job, created } = await jobs.submit(
           principal,
           { task: body.task, model: body.model, input: body.request, parameters: {}, maxAttempts: body.max_attempts },
