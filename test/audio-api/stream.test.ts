@@ -52,6 +52,7 @@ function connect(options: { headers?: Record<string, string>; protocols?: string
   const waiters: {
     type: string
     resolve(event: StreamMessage): void
+    reject(error: Error): void
   }[] = []
   ws.addEventListener('message', (m) => {
     const event = JSON.parse(String(m.data))
@@ -66,7 +67,12 @@ function connect(options: { headers?: Record<string, string>; protocols?: string
     ws.addEventListener('error', () => resolve(false))
   })
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })),
+    ws.addEventListener('close', (e) => {
+      // An event that can no longer come fails its waiter now, with the events seen, instead of hanging the test.
+      for (const w of waiters.splice(0))
+        w.reject(new Error(`closed ${e.code} before a "${w.type}" event; saw ${events.map((x) => x.type).join(', ')}`))
+      resolve({ code: e.code, reason: e.reason })
+    }),
   )
   return {
     ws,
@@ -74,10 +80,11 @@ function connect(options: { headers?: Record<string, string>; protocols?: string
     opened,
     closed,
     next: (type) =>
-      new Promise((resolve) => {
+      new Promise((resolve, reject) => {
         const seen = events.find((e) => e.type === type)
         if (seen) resolve(seen)
-        else waiters.push({ type, resolve })
+        else if (ws.readyState === WebSocket.CLOSED) reject(new Error(`closed before a "${type}" event`))
+        else waiters.push({ type, resolve, reject })
       }),
   }
 }
