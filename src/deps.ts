@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import type { Config } from './config'
 import { type Database, openDatabase } from './db/client'
-import { createRegistry, type Registry } from './inference/registry'
+import { configuredBackendOrder, createRegistry, type Registry } from './inference/registry'
 import { executeJob } from './jobs/execute'
 import { createQueue, type Queue } from './jobs/queue'
 import { createRunner, type Executor, type Runner } from './jobs/runner'
@@ -64,7 +64,12 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
       jobs: () => queue.counts(),
     },
   })
-  const registry = createRegistry({ config, logger: logger.child({ component: 'inference' }), onRun: metrics.observeRun })
+  const registry = createRegistry({
+    config,
+    logger: logger.child({ component: 'inference' }),
+    onRun: metrics.observeRun,
+    backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS),
+  })
   try {
     await registry.start()
   } catch (error) {

@@ -17,7 +17,7 @@ import {
   validateInferRequest,
 } from './tensors'
 import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
-import type { WireTensorInfo } from './worker'
+import type { BackendAttempt, WireTensorInfo } from './worker'
 
 /**
  * The models this process serves: found in MODELS_DIR, loaded into every pool worker, warmed
@@ -117,6 +117,18 @@ interface Entry {
   manifest?: Manifest
   inputs: TensorInfo[]
   outputs: TensorInfo[]
+  /** Backends tried and skipped before the one it got, for the load log line. */
+  skipped: BackendAttempt[]
+}
+
+/**
+ * The backend order for every model: `forced` (INFERENCE_BACKENDS) when it names any, else each manifest's own.
+ * @example createRegistry({ config, logger, backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS) })
+ */
+export function configuredBackendOrder(forced: readonly string[]): (manifest: Manifest) => string[] {
+  return function backendOrder(manifest) {
+    return forced.length ? [...forced] : manifest.backends
+  }
 }
 
 function tensorInfo(wire: WireTensorInfo): TensorInfo {
@@ -158,6 +170,8 @@ export function createRegistry(options: RegistryOptions): Registry {
   const entries = new Map<string, Entry>()
   let timer: ReturnType<typeof setInterval> | undefined
   let probing: Promise<void> | undefined
+  /** When start() began loading; a model's load_ms runs from here to the end of its warm-up. */
+  let started = 0
 
   function timeoutFor(manifest: Manifest, requested?: number): number {
     return Math.min(requested ?? manifest.timeout_ms, config.INFERENCE_MAX_TIMEOUT_MS)
@@ -167,6 +181,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     return {
       inputs: [],
       outputs: [],
+      skipped: [],
       info: {
         name,
         version: null,
@@ -211,8 +226,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     }
   }
 
+  /** Loads a model into the pool; it stays `loading` until `warmUpOne` has run it. */
   async function loadOne(dir: string, entry: Entry): Promise<void> {
-    const started = performance.now()
     const manifest = await loadManifest(dir)
     if (typeof manifest === 'string') return fail(entry, manifest)
     if (manifest.name !== entry.info.name)
@@ -238,6 +253,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     entry.info.inputs = entry.inputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.outputs = entry.outputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.backend = report.backend
+    entry.skipped = report.attempts
+  }
+
+  async function warmUpOne(entry: Entry): Promise<void> {
+    const manifest = entry.manifest!
     try {
       await warmup(entry)
     } catch (error) {
@@ -252,8 +272,8 @@ export function createRegistry(options: RegistryOptions): Registry {
       {
         model: manifest.name,
         version: manifest.version,
-        backend: report.backend,
-        skipped_backends: report.attempts,
+        backend: entry.info.backend,
+        skipped_backends: entry.skipped,
         load_ms: entry.info.load_ms,
       },
       'model ready',
@@ -271,7 +291,11 @@ export function createRegistry(options: RegistryOptions): Registry {
       logger.warn({ dir: config.MODELS_DIR }, 'MODELS_DIR cannot be read; no models will be served')
     }
     for (const folder of folders) entries.set(folder, blank(folder))
+    started = performance.now()
     await Promise.all(folders.map((folder) => loadOne(join(config.MODELS_DIR, folder), entries.get(folder)!)))
+    // Warm-ups start once every model is loaded: a worker still creating another model's session (a
+    // first WASM session compiles onnxruntime-web, seconds on a busy host) would eat their timeout.
+    await Promise.all([...entries.values()].filter((e) => e.info.status === 'loading' && e.info.backend).map(warmUpOne))
 
     const problems = config.MODELS_REQUIRED.flatMap((name) => {
       const entry = entries.get(name)
