@@ -60,6 +60,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     collect: {
       queueDepth: () => registry.pool.stats().queueDepth,
       workers: () => registry.pool.stats().workers,
+      abandonedWorkers: () => registry.pool.stats().abandoned,
       models: () => registry.list(),
       jobs: () => queue.counts(),
     },

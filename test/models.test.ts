@@ -37,6 +37,7 @@ describe('GET /api/v1/models', () => {
     const json = await body(await t.app.handle(req('/api/v1/models/arith', { headers: bearer(key) })))
     expect(json.data.inputs).toContainEqual({ name: 'x', datatype: 'FP32', shape: [1, 4] })
     expect(json.data.limits.timeout_ms).toBe(2000)
+    expect(json.data).toMatchObject({ backend: expectedBackend, skipped_backends: [] })
   })
 
   it('answers 404 for an unknown model and 400 for a malformed name', async () => {

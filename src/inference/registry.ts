@@ -17,7 +17,7 @@ import {
   validateInferRequest,
 } from './tensors'
 import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
-import type { BackendAttempt, WireTensorInfo } from './worker'
+import type { WireTensorInfo } from './worker'
 
 /**
  * The models this process serves: found in MODELS_DIR, loaded into every pool worker, warmed
@@ -37,7 +37,10 @@ export const ModelInfoSchema = t.Object({
   task: t.Union([t.Literal('vad'), t.Literal('tensor'), t.Null()]),
   status: t.Union([t.Literal('loading'), t.Literal('ready'), t.Literal('failed'), t.Literal('unhealthy')]),
   reason: t.Union([t.String(), t.Null()]),
-  backend: t.Union([t.String(), t.Null()]),
+  backend: t.Union([t.String(), t.Null()], { description: 'cpu, webgpu or wasm: the first backend in order that loaded the model' }),
+  skipped_backends: t.Array(t.Object({ backend: t.String(), error: t.String() }), {
+    description: 'backends tried before `backend` (all of them when the model failed to load), with why each was skipped',
+  }),
   load_ms: t.Union([t.Number(), t.Null()]),
   last_health_check: t.Union([t.String({ format: 'date-time' }), t.Null()]),
   inputs: t.Array(TensorMetaSchema),
@@ -117,8 +120,6 @@ interface Entry {
   manifest?: Manifest
   inputs: TensorInfo[]
   outputs: TensorInfo[]
-  /** Backends tried and skipped before the one it got, for the load log line. */
-  skipped: BackendAttempt[]
 }
 
 /**
@@ -181,7 +182,6 @@ export function createRegistry(options: RegistryOptions): Registry {
     return {
       inputs: [],
       outputs: [],
-      skipped: [],
       info: {
         name,
         version: null,
@@ -189,6 +189,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         status: 'loading',
         reason: null,
         backend: null,
+        skipped_backends: [],
         load_ms: null,
         last_health_check: null,
         inputs: [],
@@ -247,13 +248,13 @@ export function createRegistry(options: RegistryOptions): Registry {
       return fail(entry, `${manifest.file} cannot be read from ${dir}`)
     }
     const report = await pool.load({ name: manifest.name, bytes, backends: backendOrder(manifest) })
+    entry.info.skipped_backends = report.attempts
     if (!report.ok) return fail(entry, `onnxruntime could not load ${manifest.file}: ${report.reason}`)
     entry.inputs = report.inputs.map(tensorInfo)
     entry.outputs = report.outputs.map(tensorInfo)
     entry.info.inputs = entry.inputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.outputs = entry.outputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.backend = report.backend
-    entry.skipped = report.attempts
   }
 
   async function warmUpOne(entry: Entry): Promise<void> {
@@ -273,7 +274,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         model: manifest.name,
         version: manifest.version,
         backend: entry.info.backend,
-        skipped_backends: entry.skipped,
+        skipped_backends: entry.info.skipped_backends,
         load_ms: entry.info.load_ms,
       },
       'model ready',
