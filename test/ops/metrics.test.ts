@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createMetrics } from '../../src/plugins/metrics'
-import { expectedBackend } from '../inference/helpers'
 import { bearer, body, createTestApp, req, type TestApp } from '../helpers'
+import { expectedBackend } from '../inference/helpers'
 
 const TOKEN = 'metrics-token-0123456789abcdef'
 
