@@ -17,7 +17,7 @@ export interface ModelSpec {
   name: string
   /** The ONNX file; kept so replacement workers can load it again. */
   bytes: Uint8Array
-  /** Execution providers to try in order, e.g. ['webgpu', 'wasm']. */
+  /** Backends to try in order, e.g. ['cpu', 'webgpu', 'wasm']. */
   backends: string[]
 }
 
@@ -191,7 +191,7 @@ function transferList(work: Work): Transferable[] {
  * Start `size` inference workers with a bounded wait queue.
  * @example
  * const pool = createPool({ size: 4, queueMax: 256 })
- * await pool.load({ name: 'silero-vad', bytes, backends: ['webgpu', 'wasm'] })
+ * await pool.load({ name: 'silero-vad', bytes, backends: ['cpu', 'wasm'] })
  * const { outputs } = await pool.run('silero-vad', feeds, { timeoutMs: 1000 })
  */
 export function createPool(options: PoolOptions): Pool {
