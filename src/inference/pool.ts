@@ -251,6 +251,8 @@ export function createPool(options: PoolOptions): Pool {
     })
     // Not part of the Web Worker standard; Bun and Node fire it when a worker exits on its own.
     worker.addEventListener('close', function onClose() {
+      // An abandoned worker whose thread ends some other way than by answering is gone all the same.
+      abandoned.delete(slot)
       crashed(slot, 'the worker exited')
     })
     void bringUp(slot, delayMs)
