@@ -10,6 +10,7 @@ import { ROOT } from './lib'
 const BENCHMARKS = {
   stack: { file: 'stack.ts', run: 'benchStack' },
   inference: { file: 'inference.ts', run: 'benchInference' },
+  backends: { file: 'backends.ts', run: 'benchBackends' },
   soak: { file: 'soak.ts', run: 'benchSoak' },
   jobs: { file: 'jobs.ts', run: 'benchJobs' },
   vad: { file: 'vad.ts', run: 'benchVad' },

@@ -184,7 +184,7 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
     manifest: {
       name: 'arith',
       ...base,
-      backends: ['webgpu', 'wasm'],
+      backends: ['cpu', 'webgpu', 'wasm'],
       timeout_ms: 2000,
       warmup: [
         { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] },
@@ -197,7 +197,7 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
     manifest: {
       name: 'dynbatch',
       ...base,
-      backends: ['wasm'],
+      backends: ['cpu', 'wasm'],
       timeout_ms: 2000,
       warmup: [{ name: 'x', shape: [2, 3], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6] }],
     },
@@ -207,6 +207,8 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
     manifest: {
       name: 'slow',
       ...base,
+      // wasm only: its tests time out runs of minutes, and terminate() stops those on wasm; a native
+      // (cpu) run cannot be stopped and would keep a core busy to the end (test/inference/backends.test.ts).
       backends: ['wasm'],
       timeout_ms: 300,
       warmup: [
@@ -217,7 +219,7 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
   },
   corrupt: {
     onnx: noise(2048, 42),
-    manifest: { name: 'corrupt', ...base, backends: ['wasm'], timeout_ms: 1000 },
+    manifest: { name: 'corrupt', ...base, backends: ['cpu', 'wasm'], timeout_ms: 1000 },
   },
   badmanifest: {
     manifest: { name: 'Bad Manifest!', version: 1, task: 'image', file: 'model.onnx', backends: [], timeout_ms: -5 },

@@ -38,6 +38,11 @@ export const EnvSchema = t.Object({
   MODELS_DIR: t.String({ default: 'models', minLength: 1 }),
   MODELS_REQUIRED: t.String({ default: '' }),
   MODEL_HEALTH_INTERVAL_S: Int(30, 0),
+  INFERENCE_BACKENDS: t.String({
+    default: '',
+    pattern: '^ *((cpu|webgpu|wasm) *(, *(cpu|webgpu|wasm) *)*)?$',
+    description: "comma list tried in this order for every model; empty = each manifest's order",
+  }),
   INFERENCE_WORKERS: Int(0, 0, 256),
   INFERENCE_QUEUE_MAX: Int(256, 0),
   INFERENCE_MAX_TIMEOUT_MS: Int(60000, 1),
@@ -79,6 +84,7 @@ export type Config = Omit<
   Env,
   | 'CORS_ORIGINS'
   | 'MODELS_REQUIRED'
+  | 'INFERENCE_BACKENDS'
   | 'LOG_LEVEL'
   | 'RATE_LIMIT_PUBLIC'
   | 'RATE_LIMIT_INFERENCE'
@@ -92,6 +98,8 @@ export type Config = Omit<
   /** Exact origins allowed by CORS; `['*']` allows any (refused in production). */
   CORS_ORIGINS: string[]
   MODELS_REQUIRED: string[]
+  /** Backends tried in this order for every model; empty: each manifest's own order. */
+  INFERENCE_BACKENDS: string[]
   RATE_LIMITS: Record<'public' | 'inference' | 'jobs' | 'admin', RateLimitRule>
 }
 
@@ -179,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     CORS_ORIGINS: corsOrigins.length ? corsOrigins : ['*'],
     TRUST_PROXY: trustProxy as TrustProxy,
     MODELS_REQUIRED: list(parsed.MODELS_REQUIRED),
+    INFERENCE_BACKENDS: [...new Set(list(parsed.INFERENCE_BACKENDS))],
     RATE_LIMITS: {
       public: rate(parsed.RATE_LIMIT_PUBLIC),
       inference: rate(parsed.RATE_LIMIT_INFERENCE),

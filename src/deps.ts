@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import type { Config } from './config'
 import { type Database, openDatabase } from './db/client'
-import { createRegistry, type Registry } from './inference/registry'
+import { configuredBackendOrder, createRegistry, type Registry } from './inference/registry'
 import { executeJob } from './jobs/execute'
 import { createQueue, type Queue } from './jobs/queue'
 import { createRunner, type Executor, type Runner } from './jobs/runner'
@@ -60,11 +60,17 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     collect: {
       queueDepth: () => registry.pool.stats().queueDepth,
       workers: () => registry.pool.stats().workers,
+      abandonedWorkers: () => registry.pool.stats().abandoned,
       models: () => registry.list(),
       jobs: () => queue.counts(),
     },
   })
-  const registry = createRegistry({ config, logger: logger.child({ component: 'inference' }), onRun: metrics.observeRun })
+  const registry = createRegistry({
+    config,
+    logger: logger.child({ component: 'inference' }),
+    onRun: metrics.observeRun,
+    backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS),
+  })
   try {
     await registry.start()
   } catch (error) {

@@ -58,6 +58,13 @@ describe('config', () => {
       expect(problems({ TRUST_PROXY: bad })[0], bad).toStartWith('TRUST_PROXY=')
   })
 
+  it('reads INFERENCE_BACKENDS as an ordered list of known backends, empty meaning each manifest decides', () => {
+    expect(loadConfig({}).INFERENCE_BACKENDS).toEqual([])
+    expect(loadConfig({ INFERENCE_BACKENDS: 'wasm' }).INFERENCE_BACKENDS).toEqual(['wasm'])
+    expect(loadConfig({ INFERENCE_BACKENDS: ' cpu , wasm,cpu' }).INFERENCE_BACKENDS).toEqual(['cpu', 'wasm'])
+    expect(problems({ INFERENCE_BACKENDS: 'cuda,wasm' })[0]).toStartWith('INFERENCE_BACKENDS="cuda,wasm"')
+  })
+
   it('refuses an out-of-range port and a malformed origin', () => {
     expect(problems({ PORT: '70000' })[0]).toContain('PORT')
     expect(problems({ CORS_ORIGINS: 'https://a.com/path' })[0]).toContain('not an origin')

@@ -43,6 +43,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
     DATABASE_URL: process.env.DATABASE_URL,
+    // CI runs the inference tests again with INFERENCE_BACKENDS=wasm.
+    INFERENCE_BACKENDS: process.env.INFERENCE_BACKENDS,
     LOG_LEVEL: 'debug',
     // Tests hammer a few routes from one address; the rate-limit tests set their own quotas.
     RATE_LIMIT_PUBLIC: '100000/60',

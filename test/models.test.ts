@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { bearer, body, createKey, createTestApp, req, type TestApp, until } from './helpers'
+import { expectedBackend } from './inference/helpers'
 
 let t: TestApp
 let key: string
@@ -26,7 +27,7 @@ describe('GET /api/v1/models', () => {
     const json = await body(await t.app.handle(req('/api/v1/models', { headers: bearer(key) })))
     const byName = Object.fromEntries(json.data.map((m: { name: string }) => [m.name, m]))
     expect(byName.arith.status).toBe('ready')
-    expect(byName.arith.backend).toBe('wasm')
+    expect(byName.arith.backend).toBe(expectedBackend)
     expect(byName.corrupt.status).toBe('failed')
     expect(byName.corrupt.reason.length).toBeGreaterThan(5)
     expect(byName.badmanifest.status).toBe('failed')
@@ -36,6 +37,7 @@ describe('GET /api/v1/models', () => {
     const json = await body(await t.app.handle(req('/api/v1/models/arith', { headers: bearer(key) })))
     expect(json.data.inputs).toContainEqual({ name: 'x', datatype: 'FP32', shape: [1, 4] })
     expect(json.data.limits.timeout_ms).toBe(2000)
+    expect(json.data).toMatchObject({ backend: expectedBackend, skipped_backends: [] })
   })
 
   it('answers 404 for an unknown model and 400 for a malformed name', async () => {

@@ -13,7 +13,11 @@ export const ManifestSchema = t.Object(
     file: t.String({ minLength: 1, pattern: '^[^/\\\\]+$', description: 'ONNX file name inside the model folder' }),
     license: t.String({ minLength: 1 }),
     source: t.String({ minLength: 1 }),
-    backends: t.Array(t.Union([t.Literal('webgpu'), t.Literal('wasm')]), { minItems: 1, uniqueItems: true, description: 'tried in order' }),
+    backends: t.Array(t.Union([t.Literal('cpu'), t.Literal('webgpu'), t.Literal('wasm')]), {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'tried in order',
+    }),
     timeout_ms: t.Integer({ minimum: 1 }),
     warmup: t.Optional(
       t.Array(

@@ -5,7 +5,8 @@ import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from 
 
 /**
  * A fixed number of inference workers, each running one request at a time (a timed-out run is
- * stopped by terminating its worker, which must then take no one else down with it). Requests
+ * stopped by terminating its worker, which must then take no one else down with it; a native
+ * run, which terminate() cannot stop, is abandoned to finish instead). Requests
  * beyond the free workers wait in a bounded FIFO queue. The pool keeps itself at full strength:
  * workers that time out, crash, run too often or grow too large are replaced and reload every model.
  */
@@ -16,7 +17,7 @@ export interface ModelSpec {
   name: string
   /** The ONNX file; kept so replacement workers can load it again. */
   bytes: Uint8Array
-  /** Execution providers to try in order, e.g. ['webgpu', 'wasm']. */
+  /** Backends to try in order, e.g. ['cpu', 'webgpu', 'wasm']. */
   backends: string[]
 }
 
@@ -68,6 +69,8 @@ export interface WorkerStats {
 export interface PoolStats {
   size: number
   workers: WorkerStats[]
+  /** Workers taken out of service mid-run on a backend that cannot be interrupted, still finishing that run (each keeps a core busy). */
+  abandoned: number
   queueDepth: number
   queueMax: number
 }
@@ -130,6 +133,10 @@ interface Slot {
   loads: Map<string, Promise<LoadReport>>
   /** Models whose session is up in this worker; only these may be run here. */
   loaded: Set<string>
+  /** The backend each loaded model got in this worker. */
+  backends: Map<string, string>
+  /** Its current run is on a backend that terminate() cannot stop (see UNINTERRUPTIBLE_BACKENDS). */
+  uninterruptible: boolean
   loadWaiters: Map<string, (report: LoadReport) => void>
 }
 
@@ -141,6 +148,16 @@ const DEFAULT_WORKER_URL = new URL('./worker.ts', import.meta.url)
  */
 const WebWorker = globalThis.Worker
 const MAX_RESTART_DELAY_MS = 10_000
+
+/**
+ * Backends whose runs Worker.terminate() cannot stop. Measured under Bun 1.4.4 with onnxruntime-node 1.30:
+ * session.run blocks the worker thread inside native code, terminate() returns at once but the thread runs
+ * on to the end of the run (a core stays busy), and when the run then returns into the terminated thread
+ * the binding throws a C++ Napi::Error that aborts the whole process. So a worker busy on such a backend is
+ * never terminated mid-run: it is abandoned (out of service, replaced at once, unref'd so it cannot hold the
+ * process open) and terminated when its run comes back to JavaScript, where terminate() is safe.
+ */
+const UNINTERRUPTIBLE_BACKENDS = new Set(['cpu'])
 
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError')
@@ -174,7 +191,7 @@ function transferList(work: Work): Transferable[] {
  * Start `size` inference workers with a bounded wait queue.
  * @example
  * const pool = createPool({ size: 4, queueMax: 256 })
- * await pool.load({ name: 'silero-vad', bytes, backends: ['webgpu', 'wasm'] })
+ * await pool.load({ name: 'silero-vad', bytes, backends: ['cpu', 'wasm'] })
  * const { outputs } = await pool.run('silero-vad', feeds, { timeoutMs: 1000 })
  */
 export function createPool(options: PoolOptions): Pool {
@@ -182,6 +199,7 @@ export function createPool(options: PoolOptions): Pool {
   const slots: Slot[] = []
   const queue: Job[] = []
   const specs = new Map<string, ModelSpec>()
+  const abandoned = new Set<Slot>()
   let nextSlotId = 1
   let nextJobId = 1
   let crashStreak = 0
@@ -205,6 +223,8 @@ export function createPool(options: PoolOptions): Pool {
       }),
       loads: new Map(),
       loaded: new Set(),
+      backends: new Map(),
+      uninterruptible: false,
       loadWaiters: new Map(),
     }
     slots.push(slot)
@@ -213,10 +233,14 @@ export function createPool(options: PoolOptions): Pool {
       if (message.type === 'ready') markReady()
       else if (message.type === 'loaded') {
         const { type: _type, name, ...report } = message
-        if (report.ok && slot.loads.has(name)) slot.loaded.add(name)
+        if (report.ok && slot.loads.has(name)) {
+          slot.loaded.add(name)
+          slot.backends.set(name, report.backend)
+        }
         slot.loadWaiters.get(name)?.(report)
         slot.loadWaiters.delete(name)
-      } else finish(slot, message)
+      } else if (abandoned.delete(slot)) slot.worker.terminate()
+      else finish(slot, message)
     })
     worker.addEventListener('error', function onError(event: ErrorEvent) {
       event.preventDefault()
@@ -227,6 +251,8 @@ export function createPool(options: PoolOptions): Pool {
     })
     // Not part of the Web Worker standard; Bun and Node fire it when a worker exits on its own.
     worker.addEventListener('close', function onClose() {
+      // An abandoned worker whose thread ends some other way than by answering is gone all the same.
+      abandoned.delete(slot)
       crashed(slot, 'the worker exited')
     })
     void bringUp(slot, delayMs)
@@ -269,10 +295,21 @@ export function createPool(options: PoolOptions): Pool {
 
   function retire(slot: Slot): void {
     slot.dead = true
-    slot.worker.terminate()
+    if (slot.uninterruptible) abandon(slot)
+    else slot.worker.terminate()
     slots.splice(slots.indexOf(slot), 1)
     for (const resolve of slot.loadWaiters.values()) resolve({ ok: false, reason: 'the worker stopped while loading', attempts: [] })
     slot.loadWaiters.clear()
+  }
+
+  function abandon(slot: Slot): void {
+    abandoned.add(slot)
+    // Not part of the Web Worker standard; Bun and Node have it.
+    ;(slot.worker as { unref?: () => void }).unref?.()
+    logger?.warn(
+      { worker: slot.id, abandoned: abandoned.size },
+      'a native run cannot be interrupted: its worker is out of service and will be terminated when the run returns',
+    )
   }
 
   /** Replace a worker that must go now; whatever else it was running fails as transient. */
@@ -287,6 +324,8 @@ export function createPool(options: PoolOptions): Pool {
 
   function crashed(slot: Slot, why: string): void {
     if (slot.dead) return
+    // Its thread is gone, whatever it was running.
+    slot.uninterruptible = false
     logger?.error({ worker: slot.id, reason: why }, 'inference worker crashed; replacing it')
     retire(slot)
     for (const job of slot.inflight.values())
@@ -302,6 +341,7 @@ export function createPool(options: PoolOptions): Pool {
     slot.heapBytes = message.heapBytes
     if (!job) return
     slot.inflight.delete(message.id)
+    slot.uninterruptible = false
     slot.runs++
     crashStreak = 0
     if (message.type === 'result') {
@@ -354,6 +394,7 @@ export function createPool(options: PoolOptions): Pool {
     job.startedAt = performance.now()
     slot.inflight.set(job.id, job)
     slot.state = 'busy'
+    slot.uninterruptible = UNINTERRUPTIBLE_BACKENDS.has(slot.backends.get(job.model) ?? '')
     const work = job.work!
     job.work = undefined
     // Before the message is built: it may swap views for arrays of their own.
@@ -460,6 +501,7 @@ export function createPool(options: PoolOptions): Pool {
     specs.delete(name)
     for (const slot of slots) {
       slot.loaded.delete(name)
+      slot.backends.delete(name)
       if (!slot.loads.delete(name)) continue
       void slot.ready.then(() => !slot.dead && post(slot, { type: 'unload', name }))
     }
@@ -468,6 +510,7 @@ export function createPool(options: PoolOptions): Pool {
   function stats(): PoolStats {
     return {
       size,
+      abandoned: abandoned.size,
       queueDepth: queue.length,
       queueMax,
       workers: slots.map((s) => ({ id: s.id, state: s.state, runs: s.runs, inflight: s.inflight.size, heapBytes: s.heapBytes })),

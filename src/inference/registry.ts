@@ -37,7 +37,10 @@ export const ModelInfoSchema = t.Object({
   task: t.Union([t.Literal('vad'), t.Literal('tensor'), t.Null()]),
   status: t.Union([t.Literal('loading'), t.Literal('ready'), t.Literal('failed'), t.Literal('unhealthy')]),
   reason: t.Union([t.String(), t.Null()]),
-  backend: t.Union([t.String(), t.Null()]),
+  backend: t.Union([t.String(), t.Null()], { description: 'cpu, webgpu or wasm: the first backend in order that loaded the model' }),
+  skipped_backends: t.Array(t.Object({ backend: t.String(), error: t.String() }), {
+    description: 'backends tried before `backend` (all of them when the model failed to load), with why each was skipped',
+  }),
   load_ms: t.Union([t.Number(), t.Null()]),
   last_health_check: t.Union([t.String({ format: 'date-time' }), t.Null()]),
   inputs: t.Array(TensorMetaSchema),
@@ -125,6 +128,16 @@ interface Entry {
   outputs: TensorInfo[]
 }
 
+/**
+ * The backend order for every model: `forced` (INFERENCE_BACKENDS) when it names any, else each manifest's own.
+ * @example createRegistry({ config, logger, backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS) })
+ */
+export function configuredBackendOrder(forced: readonly string[]): (manifest: Manifest) => string[] {
+  return function backendOrder(manifest) {
+    return forced.length ? [...forced] : manifest.backends
+  }
+}
+
 function tensorInfo(wire: WireTensorInfo): TensorInfo {
   return { name: wire.name, datatype: datatypeOf(wire.type), ortType: wire.type, shape: normaliseShape(wire.shape ?? undefined) }
 }
@@ -164,6 +177,8 @@ export function createRegistry(options: RegistryOptions): Registry {
   const entries = new Map<string, Entry>()
   let timer: ReturnType<typeof setInterval> | undefined
   let probing: Promise<void> | undefined
+  /** When start() began loading; a model's load_ms runs from here to the end of its warm-up. */
+  let started = 0
 
   function timeoutFor(manifest: Manifest, requested?: number): number {
     return Math.min(requested ?? manifest.timeout_ms, config.INFERENCE_MAX_TIMEOUT_MS)
@@ -180,6 +195,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         status: 'loading',
         reason: null,
         backend: null,
+        skipped_backends: [],
         load_ms: null,
         last_health_check: null,
         inputs: [],
@@ -217,8 +233,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     }
   }
 
+  /** Loads a model into the pool; it stays `loading` until `warmUpOne` has run it. */
   async function loadOne(dir: string, entry: Entry): Promise<void> {
-    const started = performance.now()
     const manifest = await loadManifest(dir)
     if (typeof manifest === 'string') return fail(entry, manifest)
     if (manifest.name !== entry.info.name)
@@ -238,12 +254,17 @@ export function createRegistry(options: RegistryOptions): Registry {
       return fail(entry, `${manifest.file} cannot be read from ${dir}`)
     }
     const report = await pool.load({ name: manifest.name, bytes, backends: backendOrder(manifest) })
+    entry.info.skipped_backends = report.attempts
     if (!report.ok) return fail(entry, `onnxruntime could not load ${manifest.file}: ${report.reason}`)
     entry.inputs = report.inputs.map(tensorInfo)
     entry.outputs = report.outputs.map(tensorInfo)
     entry.info.inputs = entry.inputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.outputs = entry.outputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.backend = report.backend
+  }
+
+  async function warmUpOne(entry: Entry): Promise<void> {
+    const manifest = entry.manifest!
     try {
       await warmup(entry)
     } catch (error) {
@@ -258,8 +279,8 @@ export function createRegistry(options: RegistryOptions): Registry {
       {
         model: manifest.name,
         version: manifest.version,
-        backend: report.backend,
-        skipped_backends: report.attempts,
+        backend: entry.info.backend,
+        skipped_backends: entry.info.skipped_backends,
         load_ms: entry.info.load_ms,
       },
       'model ready',
@@ -277,7 +298,11 @@ export function createRegistry(options: RegistryOptions): Registry {
       logger.warn({ dir: config.MODELS_DIR }, 'MODELS_DIR cannot be read; no models will be served')
     }
     for (const folder of folders) entries.set(folder, blank(folder))
+    started = performance.now()
     await Promise.all(folders.map((folder) => loadOne(join(config.MODELS_DIR, folder), entries.get(folder)!)))
+    // Warm-ups start once every model is loaded: a worker still creating another model's session (a
+    // first WASM session compiles onnxruntime-web, seconds on a busy host) would eat their timeout.
+    await Promise.all([...entries.values()].filter((e) => e.info.status === 'loading' && e.info.backend).map(warmUpOne))
 
     const problems = config.MODELS_REQUIRED.flatMap((name) => {
       const entry = entries.get(name)

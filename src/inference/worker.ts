@@ -1,8 +1,10 @@
 /**
- * One inference worker: holds an onnxruntime-web session per loaded model and runs them on
- * one WASM thread. It speaks only the messages below (standard Worker API, so the same file
- * runs under Bun and Deno); scheduling, timeouts and recycling are the pool's business.
+ * One inference worker: holds a session per loaded model, made by onnxruntime-node (backend
+ * `cpu`, native) or onnxruntime-web (`webgpu`, `wasm`), and runs them on one thread each. It
+ * speaks only the messages below (standard Worker API, so the same file runs under Bun and
+ * Deno); scheduling, timeouts and recycling are the pool's business.
  */
+import type * as OrtNode from 'onnxruntime-node'
 import type * as Ort from 'onnxruntime-web'
 import type { Feeds, RawTensor } from './tensors'
 import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
@@ -60,6 +62,7 @@ const scope = globalThis as unknown as WorkerScope
 
 // onnxruntime's WASM heap is the memory worth watching (it only grows), and ort does not expose
 // it: remember every WebAssembly.Memory created in this worker. Must happen before ort loads.
+// A native (`cpu`) session allocates outside both the WASM and the JS heap, so this misses it.
 const memories: WebAssembly.Memory[] = []
 WebAssembly.Memory = new Proxy(WebAssembly.Memory, {
   construct(target, args) {
@@ -93,7 +96,57 @@ function heapBytes(): number {
   return proc?.memoryUsage?.().heapUsed ?? 0
 }
 
-const sessions = new Map<string, Ort.InferenceSession>()
+/** What a session needs from the library that made it: tensors passed to a session come from the same library. */
+interface Library {
+  Tensor: typeof Ort.Tensor
+  InferenceSession: typeof Ort.InferenceSession
+}
+
+interface Loaded {
+  session: Ort.InferenceSession
+  lib: Library
+}
+
+const sessions = new Map<string, Loaded>()
+
+let native: Promise<Library> | undefined
+
+/**
+ * onnxruntime-node, imported on first use only: where its binding cannot load (Deno without
+ * FFI permission, edge hosts, a platform it has no binary for) the failure becomes a recorded
+ * attempt and the next backend is tried, and hosts that never ask for `cpu` never pay for it.
+ */
+function nativeLibrary(): Promise<Library> {
+  native ??= import('onnxruntime-node').then((lib: typeof OrtNode) => {
+    lib.env.logLevel = 'error'
+    return lib as unknown as Library
+  })
+  return native
+}
+
+async function createSession(backend: string, bytes: Uint8Array): Promise<Loaded> {
+  if (backend === 'cpu') {
+    const lib = await nativeLibrary()
+    // One thread per session, as for wasm: parallelism comes from the pool's workers.
+    const session = await lib.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      logSeverityLevel: QUIET.logSeverityLevel,
+    })
+    return { session, lib }
+  }
+  if (backend === 'webgpu' && !scope.navigator?.gpu) throw new Error('navigator.gpu is not available in this runtime')
+  // One provider per attempt: given a list, onnxruntime silently drops the ones it lacks.
+  const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: [backend as 'wasm'],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: QUIET.logSeverityLevel,
+  })
+  return { session, lib: ort }
+}
 
 function metadata(list: readonly Ort.InferenceSession.ValueMetadata[] | undefined, names: readonly string[]): WireTensorInfo[] {
   return names.map((name) => {
@@ -107,19 +160,11 @@ async function load(name: string, bytes: Uint8Array, backends: string[]): Promis
   const attempts: BackendAttempt[] = []
   const started = performance.now()
   for (const backend of backends) {
-    if (backend === 'webgpu' && !scope.navigator?.gpu) {
-      attempts.push({ backend, error: 'navigator.gpu is not available in this runtime' })
-      continue
-    }
     try {
-      // One provider per attempt: given a list, onnxruntime silently drops the ones it lacks.
-      const session = await ort.InferenceSession.create(bytes, {
-        executionProviders: [backend as 'wasm'],
-        graphOptimizationLevel: 'all',
-        logSeverityLevel: QUIET.logSeverityLevel,
-      })
-      await sessions.get(name)?.release()
-      sessions.set(name, session)
+      const loaded = await createSession(backend, bytes)
+      const { session } = loaded
+      await sessions.get(name)?.session.release()
+      sessions.set(name, loaded)
       return {
         type: 'loaded',
         name,
@@ -137,28 +182,37 @@ async function load(name: string, bytes: Uint8Array, backends: string[]): Promis
   return { type: 'loaded', name, ok: false, reason: attempts.map((a) => `${a.backend}: ${a.error}`).join('; '), attempts }
 }
 
-async function run(session: Ort.InferenceSession, feeds: Feeds, wanted?: string[]): Promise<Feeds> {
+/**
+ * A typed array that owns its whole buffer, so the answer can transfer it. wasm's getData() already copies
+ * out of the heap; a native output is copied only when its array is a view into a larger buffer.
+ */
+function plain(data: RawTensor['data']): RawTensor['data'] {
+  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer
+  return whole ? data : (data.slice() as RawTensor['data'])
+}
+
+async function run({ session, lib }: Loaded, feeds: Feeds, wanted?: string[]): Promise<Feeds> {
   const inputs: Record<string, Ort.Tensor> = {}
-  for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
+  for (const [name, t] of Object.entries(feeds)) inputs[name] = new lib.Tensor(t.type, t.data, t.dims)
   const results = wanted?.length ? await session.run(inputs, wanted, QUIET) : await session.run(inputs, QUIET)
   const outputs: Feeds = {}
   for (const [name, tensor] of Object.entries(results)) {
-    const data = (await tensor.getData()) as RawTensor['data']
+    const data = plain((await tensor.getData()) as RawTensor['data'])
     tensor.dispose()
     outputs[name] = { type: tensor.type as RawTensor['type'], data, dims: [...tensor.dims] }
   }
   return outputs
 }
 
-async function vadSequence(session: Ort.InferenceSession, inputs: Float32Array, state: Float32Array, sampleRate: number): Promise<Feeds> {
+async function vadSequence({ session, lib }: Loaded, inputs: Float32Array, state: Float32Array, sampleRate: number): Promise<Feeds> {
   const frames = inputs.length / SILERO_INPUT
   if (!Number.isInteger(frames) || state.length !== SILERO_STATE)
     throw new RangeError(`a VAD sequence needs n × ${SILERO_INPUT} samples and ${SILERO_STATE} floats of state`)
   const probabilities = new Float32Array(frames)
-  const sr = new ort.Tensor('int64', BigInt64Array.of(BigInt(sampleRate)), [])
-  let carried: Ort.Tensor = new ort.Tensor('float32', state, [2, 1, SILERO_STATE / 2])
+  const sr = new lib.Tensor('int64', BigInt64Array.of(BigInt(sampleRate)), [])
+  let carried: Ort.Tensor = new lib.Tensor('float32', state, [2, 1, SILERO_STATE / 2])
   for (let k = 0; k < frames; k++) {
-    const input = new ort.Tensor('float32', inputs.subarray(k * SILERO_INPUT, (k + 1) * SILERO_INPUT), [1, SILERO_INPUT])
+    const input = new lib.Tensor('float32', inputs.subarray(k * SILERO_INPUT, (k + 1) * SILERO_INPUT), [1, SILERO_INPUT])
     const { output, stateN } = await session.run({ input, state: carried, sr }, QUIET)
     if (!output || !stateN) throw new Error('the model did not answer "output" and "stateN"; is it Silero VAD?')
     probabilities[k] = (output.data as Float32Array)[0]!
@@ -177,23 +231,17 @@ async function vadSequence(session: Ort.InferenceSession, inputs: Float32Array, 
 
 async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
   const { id, model } = message
-  const session = sessions.get(model)
-  if (!session) {
-    scope.postMessage({
-      type: 'failed',
-      id,
-      message: `model "${model}" is not loaded in this worker`,
-      heapBytes: heapBytes(),
-      rejected: false,
-    })
+  const loaded = sessions.get(model)
+  if (!loaded) {
+    scope.postMessage({ type: 'failed', id, message: `model "${model}" is not loaded in this worker`, heapBytes: heapBytes() })
     return
   }
   try {
     const started = performance.now()
     const outputs =
       message.type === 'run'
-        ? await run(session, message.feeds, message.outputs)
-        : await vadSequence(session, message.inputs, message.state, message.sampleRate)
+        ? await run(loaded, message.feeds, message.outputs)
+        : await vadSequence(loaded, message.inputs, message.state, message.sampleRate)
     const inferenceMs = performance.now() - started
     const transfer = new Set(Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer))
     scope.postMessage({ type: 'result', id, outputs, inferenceMs, heapBytes: heapBytes() }, [...transfer])
@@ -213,7 +261,7 @@ scope.onmessage = function onWorkerMessage(event) {
   else if (message.type === 'load') {
     loading = loading.then(async () => scope.postMessage(await load(message.name, message.bytes, message.backends)))
   } else if (message.type === 'unload') {
-    void sessions.get(message.name)?.release()
+    void sessions.get(message.name)?.session.release()
     sessions.delete(message.name)
   }
 }

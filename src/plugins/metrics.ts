@@ -24,8 +24,10 @@ export interface MetricsCollectors {
   queueDepth?: () => number
   /** One entry per inference worker (the pool's `stats().workers` fits). */
   workers?: () => readonly { id: number | string; state: string; heapBytes: number }[]
-  /** One entry per model (the registry's `list()` fits). */
-  models?: () => readonly { name: string; status: string }[]
+  /** One entry per model (the registry's `list()` fits); `backend` is null until the model has loaded. */
+  models?: () => readonly { name: string; status: string; backend?: string | null }[]
+  /** Workers taken out of service mid-run on a backend that cannot be interrupted, still finishing that run. */
+  abandonedWorkers?: () => number
   /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
   jobs?: () => Record<string, number> | Promise<Record<string, number>>
   dbPool?: () => { inUse: number; idle: number }
@@ -152,6 +154,15 @@ export function createMetrics(options: MetricsOptions = {}) {
         })
       },
     }),
+    abandonedWorkers: new Gauge({
+      name: 'inference_workers_abandoned',
+      help: 'Workers stopped mid-run on a native backend (cpu) that terminate() cannot interrupt; each keeps a core busy until its run ends',
+      registers,
+      async collect() {
+        const read = collect.abandonedWorkers
+        if (read) await guarded('abandoned_workers', this, read, (count: number) => this.set(count))
+      },
+    }),
     workerHeap: new Gauge({
       name: 'inference_worker_heap_bytes',
       help: 'Memory of each live inference worker as of its last answer (WASM heap, else JS heap)',
@@ -180,6 +191,20 @@ export function createMetrics(options: MetricsOptions = {}) {
           for (const status of new Set<string>([...MODEL_STATUSES, model.status]))
             this.set({ model: model.name, status }, status === model.status ? 1 : 0)
         }
+      })
+    },
+  })
+
+  const modelBackend = new Gauge({
+    name: 'model_backend_info',
+    help: 'The backend (cpu, webgpu, wasm) each loaded model runs on: 1 for that backend',
+    labelNames: ['model', 'backend'] as const,
+    registers,
+    async collect() {
+      const read = collect.models
+      if (!read) return
+      await guarded('model_backend', this, read, (models: ReturnType<typeof read>) => {
+        for (const model of models) if (model.backend) this.set({ model: model.name, backend: model.backend }, 1)
       })
     },
   })
@@ -229,6 +254,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     http,
     inference,
     modelStatus,
+    modelBackend,
     rateLimitRejections,
     jobs,
     dbPool,

@@ -1,10 +1,18 @@
 import pino from 'pino'
-import type { RegistryConfig } from '../../src/inference/registry'
+import { loadConfig } from '../../src/config'
+import { configuredBackendOrder, type RegistryConfig } from '../../src/inference/registry'
 import type { Feeds } from '../../src/inference/tensors'
 
 export const FIXTURES = new URL('../fixtures/models/', import.meta.url).pathname
 export const MODELS = new URL('../../models/', import.meta.url).pathname
 export const silent = pino({ level: 'silent' })
+
+/** What this test run forces on every model: CI's second run sets INFERENCE_BACKENDS=wasm; empty by default. */
+export const forcedBackends = loadConfig({ INFERENCE_BACKENDS: process.env.INFERENCE_BACKENDS }).INFERENCE_BACKENDS
+/** The registry's backend order in this test run, as src/deps.ts wires it. */
+export const backendOrder = configuredBackendOrder(forcedBackends)
+/** Where a model whose manifest lists `cpu` first runs in this test run. */
+export const expectedBackend = forcedBackends[0] ?? 'cpu'
 
 export function registryConfig(overrides: Partial<RegistryConfig> = {}): RegistryConfig {
   return {

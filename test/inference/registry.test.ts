@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
 import { checkManifest, loadManifest } from '../../src/inference/manifest'
 import { createRegistry, type Registry } from '../../src/inference/registry'
-import { FIXTURES, registryConfig, silent } from './helpers'
+import { backendOrder, expectedBackend, FIXTURES, registryConfig, silent } from './helpers'
 
 const arithRequest = (x = [1, 2, 3, 4], n: (number | string)[] = [10, -3]) => ({
   id: 'req-1',
@@ -23,6 +23,7 @@ describe('model registry with the fixture models', () => {
     registry = createRegistry({
       config: registryConfig({ INFERENCE_WORKERS: 2, INFERENCE_MAX_ELEMENTS: 1000 }),
       logger: silent,
+      backendOrder,
       healthProbe: async (name, warmup) => {
         if (sick && name === 'dynbatch') throw new Error('injected failure')
         await warmup()
@@ -45,7 +46,7 @@ describe('model registry with the fixture models', () => {
     expect(arith).toMatchObject({
       version: '1',
       task: 'tensor',
-      backend: 'wasm',
+      backend: expectedBackend,
       reason: null,
       inputs: [
         { name: 'x', datatype: 'FP32', shape: [1, 4] },
@@ -157,7 +158,7 @@ describe('model registry start-up', () => {
     const registry = createRegistry({
       config: registryConfig({ MODELS_DIR: dir, MODELS_REQUIRED: ['arith'] }),
       logger: silent,
-      backendOrder: (m) => ['no-such-backend', ...m.backends],
+      backendOrder: () => ['no-such-backend', 'webgpu', 'wasm'],
     })
     try {
       await registry.start()
@@ -190,7 +191,7 @@ describe('model registry start-up', () => {
 describe('model manifest', () => {
   it('loads the shipped Silero manifest', async () => {
     const manifest = await loadManifest(new URL('../../models/silero-vad', import.meta.url).pathname)
-    expect(manifest).toMatchObject({ name: 'silero-vad', version: '5', task: 'vad', backends: ['webgpu', 'wasm'] })
+    expect(manifest).toMatchObject({ name: 'silero-vad', version: '5', task: 'vad', backends: ['cpu', 'webgpu', 'wasm'] })
   })
 
   it('explains what is wrong', async () => {

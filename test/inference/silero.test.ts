@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createRegistry, type Registry } from '../../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE, unpackVadBatch, type VadFrameResult } from '../../src/inference/vad-batch'
-import { MODELS, registryConfig, silent } from './helpers'
+import { backendOrder, expectedBackend, MODELS, registryConfig, silent } from './helpers'
 
 /** A deterministic voiced-like frame: a 220 Hz tone with harmonics, amplitude and phase per stream. */
 function frame(stream: number, index: number): Float32Array {
@@ -24,6 +24,7 @@ describe('Silero VAD v5 (real model)', () => {
     registry = createRegistry({
       config: registryConfig({ MODELS_DIR: MODELS, MODELS_REQUIRED: ['silero-vad'], INFERENCE_WORKERS: 2 }),
       logger: silent,
+      backendOrder,
     })
     await registry.start()
   })
@@ -33,7 +34,7 @@ describe('Silero VAD v5 (real model)', () => {
     expect(registry.get('silero-vad')).toMatchObject({
       status: 'ready',
       task: 'vad',
-      backend: 'wasm',
+      backend: expectedBackend,
       inputs: [
         { name: 'input', datatype: 'FP32', shape: [-1, -1] },
         { name: 'state', datatype: 'FP32', shape: [2, -1, 128] },

@@ -3,7 +3,7 @@ import { ProcessingError, TimeoutError } from '../../src/errors'
 import { createPool, type Pool } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
-import { arithFeeds, FIXTURES, MODELS, modelBytes, registryConfig, silent, timed, until } from './helpers'
+import { arithFeeds, backendOrder, FIXTURES, MODELS, modelBytes, registryConfig, silent, timed, until } from './helpers'
 
 const silero = async () => ({ name: 'silero-vad', bytes: await modelBytes(`${MODELS}silero-vad/silero_vad_v5.onnx`), backends: ['wasm'] })
 const arith = async () => ({ name: 'arith', bytes: await modelBytes(`${FIXTURES}arith/model.onnx`), backends: ['wasm'] })
@@ -122,7 +122,11 @@ describe('VAD sequences in the pool', () => {
 describe('registry.runVadSequence', () => {
   let registry: Registry
   beforeAll(async () => {
-    registry = createRegistry({ config: registryConfig({ MODELS_DIR: MODELS, MODELS_REQUIRED: ['silero-vad'] }), logger: silent })
+    registry = createRegistry({
+      config: registryConfig({ MODELS_DIR: MODELS, MODELS_REQUIRED: ['silero-vad'] }),
+      logger: silent,
+      backendOrder,
+    })
     await registry.start()
   })
   afterAll(() => registry.stop())

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { createMetrics } from '../../src/plugins/metrics'
 import { bearer, body, createTestApp, req, type TestApp } from '../helpers'
+import { expectedBackend } from '../inference/helpers'
 
 const TOKEN = 'metrics-token-0123456789abcdef'
 
@@ -125,6 +126,9 @@ describe('metrics content', () => {
     expect(series(text, 'model_status', { model: 'arith', status: 'ready' })).toBe(1)
     expect(series(text, 'model_status', { model: 'arith', status: 'failed' })).toBe(0)
     expect(series(text, 'model_status', { model: 'corrupt', status: 'failed' })).toBe(1)
+    expect(series(text, 'model_backend_info', { model: 'arith', backend: expectedBackend })).toBe(1)
+    expect(series(text, 'model_backend_info', { model: 'corrupt' })).toBeUndefined()
+    expect(series(text, 'inference_workers_abandoned')).toBe(0)
     expect(series(text, 'inference_duration_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
     expect(series(text, 'inference_queue_wait_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
   })

@@ -1,0 +1,79 @@
+/**
+ * The two CPU backends side by side on Silero VAD v5, raw (no pool): session load time, and
+ * `session.run` per 512-sample frame in batches of 1 and 8, on `cpu` (onnxruntime-node, native)
+ * and `wasm` (onnxruntime-web), both on one thread as src/inference/worker.ts sets them up.
+ * Calls alternate between the backends in chunks, so a noisy moment on the machine hits both.
+ *
+ *   bun bench/index.ts backends     (BACKENDS_N=3000 BACKENDS_ROUNDS=5)
+ */
+import * as ortNode from 'onnxruntime-node'
+import * as ortWeb from 'onnxruntime-web'
+import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { col, envInt, median, ROOT } from './lib'
+
+const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
+const BACKENDS = ['cpu', 'wasm'] as const
+type Backend = (typeof BACKENDS)[number]
+
+/** Both libraries share onnxruntime-common's API; each session is fed tensors of its own library. */
+type Library = Pick<typeof ortWeb, 'InferenceSession' | 'Tensor'>
+const libraries: Record<Backend, Library> = { cpu: ortNode as unknown as Library, wasm: ortWeb }
+
+ortWeb.env.wasm.numThreads = 1
+ortWeb.env.logLevel = 'error'
+ortNode.env.logLevel = 'error'
+
+async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ortWeb.InferenceSession; loadMs: number }> {
+  const started = performance.now()
+  const options = backend === 'cpu' ? { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' as const } : {}
+  const session = await libraries[backend].InferenceSession.create(bytes, {
+    executionProviders: [backend],
+    graphOptimizationLevel: 'all',
+    ...options,
+  })
+  return { session, loadMs: performance.now() - started }
+}
+
+function frames(batch: number) {
+  return Array.from({ length: batch }, (_, b) => ({
+    samples: Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * (180 + 20 * b) * i) / 16000)),
+    state: new Float32Array(SILERO_STATE),
+  }))
+}
+
+export async function benchBackends(): Promise<void> {
+  const n = envInt('BACKENDS_N', 3000)
+  const rounds = envInt('BACKENDS_ROUNDS', 5)
+  const bytes = new Uint8Array(await Bun.file(MODEL).arrayBuffer())
+  // wasm first: its first session also compiles onnxruntime-web, which is part of what a worker pays.
+  const wasm = await open('wasm', bytes)
+  const cpu = await open('cpu', bytes)
+  const sessions = { cpu: cpu.session, wasm: wasm.session }
+  console.log(`backends: Silero v5 raw session.run per frame, one thread each; median of ${rounds} alternating rounds of ${n} calls`)
+  console.log(
+    `  session load: cpu ${cpu.loadMs.toFixed(0)} ms, wasm ${wasm.loadMs.toFixed(0)} ms (wasm/cpu ${(wasm.loadMs / cpu.loadMs).toFixed(1)})`,
+  )
+  console.log(`  ${'batch'.padEnd(8)}${col('cpu µs/frame', 14)}${col('wasm µs/frame', 15)}${col('wasm/cpu', 10)}`)
+  for (const batch of [1, 8]) {
+    const feeds = packVadBatch(frames(batch))
+    const call = async (backend: Backend) => {
+      const { Tensor } = libraries[backend]
+      const inputs = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new Tensor(t.type, t.data, t.dims)]))
+      const outputs = await sessions[backend].run(inputs)
+      for (const tensor of Object.values(outputs)) tensor.dispose()
+    }
+    // WASM code tiers up over the first thousand or so runs; measure after that, both alike.
+    for (const backend of BACKENDS) for (let i = 0; i < 1000; i++) await call(backend)
+    const perFrame: Record<Backend, number[]> = { cpu: [], wasm: [] }
+    for (let round = 0; round < rounds; round++) {
+      for (const backend of BACKENDS) {
+        const started = performance.now()
+        for (let i = 0; i < n; i++) await call(backend)
+        perFrame[backend].push(((performance.now() - started) * 1000) / (n * batch))
+      }
+    }
+    const [c, w] = [median(perFrame.cpu), median(perFrame.wasm)]
+    console.log(`  ${String(batch).padEnd(8)}${col(c, 14, 1)}${col(w, 15, 1)}${col(w / c, 10, 2)}`)
+  }
+  await Promise.all(Object.values(sessions).map((s) => s.release()))
+}
