@@ -34,7 +34,7 @@ function modelsRoute(deps: Deps, guarded: { auth: boolean; rateLimit: boolean })
   const { registry, keys, limiter, logger } = deps
   // Registering a macro costs nothing per request; only the route options below switch the guards on.
   return new Elysia({ name: 'bench.models', prefix: `${API_PREFIX}/models`, normalize: false })
-    .use(auth({ keys }))
+    .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .get('/:name', ({ params }) => ok(registry.get(params.name)), {
       ...(guarded.auth ? { auth: 'inference' as const } : {}),

@@ -37,7 +37,7 @@ export function createApp(deps: Deps) {
       .use(requestLogger({ logger, onResponse: deps.metrics.observeRequest }))
       .use(versioning())
       // Who is calling is settled from the headers before the body parser reads a byte.
-      .use(authBeforeBody({ keys: deps.keys, findRoute }))
+      .use(authBeforeBody({ keys: deps.keys, limiter, findRoute }))
       .use(bodyParser({ maxJsonBytes: config.MAX_JSON_BYTES, maxUploadBytes: config.MAX_UPLOAD_BYTES, findRoute }))
       .use(docs({ version: pkg.version }))
       .use(metaModule({ limiter, logger }))

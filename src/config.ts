@@ -64,6 +64,7 @@ export const EnvSchema = t.Object({
   RATE_LIMIT_INFERENCE: Rate('600/60', 'inference routes, per API key'),
   RATE_LIMIT_JOBS: Rate('120/60', 'job routes, per API key'),
   RATE_LIMIT_ADMIN: Rate('60/60', 'admin routes, per API key'),
+  RATE_LIMIT_AUTH_FAILURES: Rate('30/60', 'failed authentications, per client IP; past it, key checks answer 429 without a lookup'),
   JOBS_CONCURRENCY: Int(2, 0, 256),
   JOB_MAX_ATTEMPTS: Int(5, 1, 100),
   JOB_LEASE_S: Int(30, 1),
@@ -90,6 +91,7 @@ export type Config = Omit<
   | 'RATE_LIMIT_INFERENCE'
   | 'RATE_LIMIT_JOBS'
   | 'RATE_LIMIT_ADMIN'
+  | 'RATE_LIMIT_AUTH_FAILURES'
   | 'TRUST_PROXY'
 > & {
   /** Which X-Forwarded-For hops are believed: a number of proxies, or the proxies' own addresses. */
@@ -100,7 +102,7 @@ export type Config = Omit<
   MODELS_REQUIRED: string[]
   /** Backends tried in this order for every model; empty: each manifest's own order. */
   INFERENCE_BACKENDS: string[]
-  RATE_LIMITS: Record<'public' | 'inference' | 'jobs' | 'admin', RateLimitRule>
+  RATE_LIMITS: Record<'public' | 'inference' | 'jobs' | 'admin' | 'auth_failures', RateLimitRule>
 }
 
 const list = (value: string | undefined) =>
@@ -126,6 +128,22 @@ export function parseTrustProxy(value: string): TrustProxy | string {
     return !family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))
   })
   return bad.length || !proxies.length ? `not a number of hops nor IP addresses/CIDRs: ${bad.join(', ') || value}` : { proxies }
+}
+
+/** Production admin keys must carry at least this much (estimated) randomness. */
+const MIN_ADMIN_KEY_BITS = 128
+
+/**
+ * Estimated strength of a key: its length times the Shannon entropy of its characters. A repeated character
+ * or a short alphabet scores low; 32 random base64url characters score about 150.
+ * @example keyStrengthBits('a'.repeat(64)) // 0
+ */
+export function keyStrengthBits(key: string): number {
+  const counts = new Map<string, number>()
+  for (const c of key) counts.set(c, (counts.get(c) ?? 0) + 1)
+  let perChar = 0
+  for (const n of counts.values()) perChar -= (n / key.length) * Math.log2(n / key.length)
+  return perChar * key.length
 }
 
 export class ConfigError extends Error {
@@ -176,6 +194,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push('CORS_ORIGINS: production needs an explicit list of allowed origins (unset and "*" are refused)')
     if (!parsed.ADMIN_API_KEY)
       problems.push('ADMIN_API_KEY: production needs an operator-chosen admin key (32-256 characters of A-Z a-z 0-9 _ -)')
+    else if (keyStrengthBits(parsed.ADMIN_API_KEY) < MIN_ADMIN_KEY_BITS)
+      problems.push(
+        `ADMIN_API_KEY: too predictable for production (about ${Math.floor(keyStrengthBits(parsed.ADMIN_API_KEY))} bits; needs ${MIN_ADMIN_KEY_BITS}): generate one, e.g. openssl rand -base64 48 | tr '+/' '-_' | tr -d '='`,
+      )
   }
   if (problems.length) throw new ConfigError(problems)
 
@@ -193,6 +215,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       inference: rate(parsed.RATE_LIMIT_INFERENCE),
       jobs: rate(parsed.RATE_LIMIT_JOBS),
       admin: rate(parsed.RATE_LIMIT_ADMIN),
+      auth_failures: rate(parsed.RATE_LIMIT_AUTH_FAILURES),
     },
   }
 }

@@ -68,9 +68,10 @@ export class UnsupportedApiVersionError extends AppError {
 }
 
 export class UnauthorizedError extends AppError {
-  constructor() {
+  /** `headers`: extra headers, such as the failed-authentication limit's standing. */
+  constructor(options: { headers?: Record<string, string> } = {}) {
     super('UNAUTHORIZED', 'A valid API key is required: send it as "Authorization: Bearer <key>" or "X-API-Key: <key>"', {
-      headers: { 'WWW-Authenticate': 'Bearer realm="vireo"' },
+      headers: { ...options.headers, 'WWW-Authenticate': 'Bearer realm="vireo"' },
     })
   }
 }

@@ -349,7 +349,7 @@ describe('production headers', () => {
     const prod = await createTestApp({
       NODE_ENV: 'production',
       CORS_ORIGINS: 'https://a.example.com',
-      ADMIN_API_KEY: 'a'.repeat(40),
+      ADMIN_API_KEY: 'q7T_xV2mK9pL4wZr8bN1cY6hJ3fD0sG5eA-uQiWoR',
       HSTS_MAX_AGE: '600',
     })
     try {

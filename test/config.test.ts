@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'bun:test'
-import { ConfigError, loadConfig } from '../src/config'
+import { ConfigError, keyStrengthBits, loadConfig } from '../src/config'
+import { generateKey } from '../src/keys/service'
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -74,9 +75,24 @@ describe('config', () => {
     const unset = problems({ NODE_ENV: 'production' })
     expect(unset.some((p) => p.startsWith('CORS_ORIGINS'))).toBe(true)
     expect(unset.some((p) => p.startsWith('ADMIN_API_KEY'))).toBe(true)
-    expect(problems({ NODE_ENV: 'production', CORS_ORIGINS: '*', ADMIN_API_KEY: 'k'.repeat(32) })[0]).toContain('CORS_ORIGINS')
-    const config = loadConfig({ NODE_ENV: 'production', CORS_ORIGINS: 'https://app.example.com', ADMIN_API_KEY: 'k'.repeat(32) })
+    expect(
+      problems({ NODE_ENV: 'production', CORS_ORIGINS: '*', ADMIN_API_KEY: 'q7T_xV2mK9pL4wZr8bN1cY6hJ3fD0sG5eA-uQiWoR' })[0],
+    ).toContain('CORS_ORIGINS')
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      CORS_ORIGINS: 'https://app.example.com',
+      ADMIN_API_KEY: 'q7T_xV2mK9pL4wZr8bN1cY6hJ3fD0sG5eA-uQiWoR',
+    })
     expect(config.LOG_LEVEL).toBe('info')
+  })
+
+  it('refuses a predictable ADMIN_API_KEY in production, saying how to make one', () => {
+    for (const weak of ['k'.repeat(64), 'abababababababababababababababab', '0123456789012345678901234567890123'])
+      expect(problems({ NODE_ENV: 'production', CORS_ORIGINS: 'https://a.com', ADMIN_API_KEY: weak })[0]).toContain('too predictable')
+    expect(keyStrengthBits('k'.repeat(64))).toBe(0)
+    expect(keyStrengthBits(generateKey().key)).toBeGreaterThan(128)
+    // Development keeps any well-formed key, so local set-ups stay simple.
+    expect(loadConfig({ ADMIN_API_KEY: 'k'.repeat(32) }).ADMIN_API_KEY).toBe('k'.repeat(32))
   })
 
   it('is quiet in tests by default', () => {

@@ -51,6 +51,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     RATE_LIMIT_INFERENCE: '100000/60',
     RATE_LIMIT_JOBS: '100000/60',
     RATE_LIMIT_ADMIN: '100000/60',
+    RATE_LIMIT_AUTH_FAILURES: '100000/60',
     // The generated test models load in well under a second; one worker keeps start-up quick.
     MODELS_DIR: 'test/fixtures/models',
     INFERENCE_WORKERS: '1',

@@ -63,7 +63,12 @@ describe('logging', () => {
   it('builds a pretty logger in development and an async JSON one in production, both flushable', async () => {
     const envs: Record<string, string>[] = [
       { NODE_ENV: 'development' },
-      { NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example.com', ADMIN_API_KEY: 'k'.repeat(32), LOG_LEVEL: 'silent' },
+      {
+        NODE_ENV: 'production',
+        CORS_ORIGINS: 'https://a.example.com',
+        ADMIN_API_KEY: 'q7T_xV2mK9pL4wZr8bN1cY6hJ3fD0sG5eA-uQiWoR',
+        LOG_LEVEL: 'silent',
+      },
     ]
     for (const env of envs) {
       const logger = createLogger(testConfig(env))

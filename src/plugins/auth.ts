@@ -1,7 +1,8 @@
 import { Elysia } from 'elysia'
-import { ForbiddenError, UnauthorizedError, ValidationError } from '../errors'
+import { ForbiddenError, RateLimitedError, UnauthorizedError, ValidationError } from '../errors'
 import type { Scope } from '../keys/model'
 import { hasScope, type KeyService, type Principal } from '../keys/service'
+import { type RateLimiter, rateLimitHeaders } from './rate-limit'
 import { requestState } from './request-id'
 import type { RouteLookup } from './route-lookup'
 
@@ -40,18 +41,24 @@ export function refuseKeyInQuery(request: Request): void {
 
 const principals = new WeakMap<Request, Principal>()
 
+/** Addresses that failed to authenticate on this instance and are not yet known to be back in good standing. */
+const failedLately = new Set<string>()
+const FAILED_LATELY_MAX = 100_000
+
 /** OpenAPI extension naming the scope an operation needs; the pre-body check reads it from the route. */
 export const SCOPE_EXTENSION = 'x-required-scope'
 
 export interface AuthOptions {
   keys: KeyService
+  /** Counts failed authentications per client address (policy `auth_failures`). */
+  limiter: RateLimiter
 }
 
 /**
  * Adds the `auth` route option: `{ auth: 'inference' }` requires a valid key holding that scope
  * (`admin` holds all), `{ auth: 'any' }` any valid key. The handler receives `principal`.
  * Every way of failing authentication gives the same 401 body.
- * @example app.use(auth({ keys })).get('/x', ({ principal }) => principal.id, { auth: 'inference' })
+ * @example app.use(auth({ keys, limiter })).get('/x', ({ principal }) => principal.id, { auth: 'inference' })
  */
 export const auth = (options: AuthOptions) =>
   new Elysia({ name: 'vireo.auth' }).macro({
@@ -59,7 +66,7 @@ export const auth = (options: AuthOptions) =>
       detail: { security: [{ bearer: [] }, { apiKey: [] }], [SCOPE_EXTENSION]: scope },
       // Routes with a body were authenticated before it was read (authBeforeBody); the rest are here, before validation.
       async transform({ request }) {
-        if (!principals.has(request)) await authenticate(options.keys, request, scope)
+        if (!principals.has(request)) await authenticate(options, request, scope)
       },
       resolve: ({ request }) => ({ principal: principals.get(request) as Principal }),
     }),
@@ -78,7 +85,7 @@ export interface AuthBeforeBodyOptions extends AuthOptions {
 export const authBeforeBody = (options: AuthBeforeBodyOptions) =>
   new Elysia({ name: 'vireo.auth-before-body' }).onParse({ as: 'global' }, async function authenticateBeforeBody({ request, route }) {
     const scope = options.findRoute(request.method, route)?.hooks?.detail?.[SCOPE_EXTENSION] as Scope | 'any' | undefined
-    if (scope) await authenticate(options.keys, request, scope)
+    if (scope) await authenticate(options, request, scope)
   })
 
 /**
@@ -86,12 +93,32 @@ export const authBeforeBody = (options: AuthBeforeBodyOptions) =>
  * way of failing) or 403. Records the key id on the request for logs and rate limits. The auth macro,
  * the WebSocket upgrade (`allowSubprotocol`) and /metrics all go through here.
  */
-export async function authenticate(keys: KeyService, request: Request, scope: Scope | 'any', allowSubprotocol = false): Promise<Principal> {
+export async function authenticate(
+  { keys, limiter }: AuthOptions,
+  request: Request,
+  scope: Scope | 'any',
+  allowSubprotocol = false,
+): Promise<Principal> {
   refuseKeyInQuery(request)
-  const principal = await keys.authenticate(presentedKey(request, allowSubprotocol))
-  if (!principal) throw new UnauthorizedError()
-  principals.set(request, principal)
   const state = requestState(request)
+  const address = `ip:${state?.ip ?? 'unknown'}`
+  // An address that keeps failing is refused before its guesses cost a key lookup. Only addresses that failed
+  // here lately are asked about, so a good key costs no extra limiter round trip (Redis, when shared).
+  if (failedLately.has(address)) {
+    const standing = await limiter.peek('auth_failures', address)
+    if (!standing.allowed) throw new RateLimitedError('auth_failures', standing.resetS, rateLimitHeaders(standing))
+    if (standing.remaining === standing.limit) failedLately.delete(address)
+  }
+  const principal = await keys.authenticate(presentedKey(request, allowSubprotocol))
+  if (!principal) {
+    if (failedLately.size >= FAILED_LATELY_MAX) failedLately.clear()
+    failedLately.add(address)
+    const failure = await limiter.consume('auth_failures', address)
+    const headers = rateLimitHeaders(failure)
+    if (!failure.allowed) throw new RateLimitedError('auth_failures', failure.resetS, headers)
+    throw new UnauthorizedError({ headers })
+  }
+  principals.set(request, principal)
   if (state) state.keyId = principal.id
   if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
   return principal

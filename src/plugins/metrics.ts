@@ -329,7 +329,7 @@ export const metricsRoute = (options: MetricsRouteOptions) => {
         refuseKeyInQuery(request)
         const presented = presentedKey(request)
         if (token !== undefined && presented !== undefined && request.headers.has('authorization') && sameSecret(presented, token)) return
-        await authenticate(keys, request, 'admin')
+        await authenticate({ keys, limiter }, request, 'admin')
       },
       rateLimit: 'admin',
       detail: {

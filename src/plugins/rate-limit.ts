@@ -47,6 +47,8 @@ export interface RateLimiterOptions {
 
 export interface RateLimiter {
   consume(policy: Policy, subject: string): Promise<Decision>
+  /** The subject's standing without spending a point; refused when its points are spent. */
+  peek(policy: Policy, subject: string): Promise<Decision>
 }
 
 /**
@@ -97,6 +99,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         if (result instanceof RateLimiterRes) return decide(policy, rules[policy], result, false)
         throw result
       }
+    },
+    async peek(policy, subject) {
+      const rule = rules[policy]
+      const res =
+        (await limiters
+          .get(policy)!
+          .get(subject)
+          .catch(() => null)) ?? new RateLimiterRes(rule.points, 0, 0)
+      return decide(policy, rule, res, res.consumedPoints < rule.points)
     },
   }
 }

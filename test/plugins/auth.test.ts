@@ -131,3 +131,38 @@ describe('anonymous uploads to a real server', () => {
     }
   })
 })
+
+describe('failed authentications', () => {
+  it('are limited per client address: 401s carry the limit headers, then 429 with Retry-After, good keys included', async () => {
+    const limited = await createTestApp({ RATE_LIMIT_AUTH_FAILURES: '3/60' })
+    try {
+      const good = await createKey(limited, ['inference'])
+      const guess = () => limited.app.handle(req('/api/v1/keys/me', { headers: bearer(`vk_deadbeef_${'x'.repeat(43)}`) }))
+      const failures = [await guess(), await guess(), await guess()]
+      expect(failures.map((r) => r.status)).toEqual([401, 401, 401])
+      expect(failures.map((r) => r.headers.get('ratelimit'))).toEqual([
+        '"auth_failures";r=2;t=60',
+        '"auth_failures";r=1;t=60',
+        '"auth_failures";r=0;t=60',
+      ])
+      const refused = await guess()
+      expect(refused.status).toBe(429)
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+      expect((await body(refused)).error.details.policy).toBe('auth_failures')
+      // While the address is refused, its key checks are not made at all, a good key's included.
+      expect((await limited.app.handle(req('/api/v1/keys/me', { headers: bearer(good) }))).status).toBe(429)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('cost a good key nothing: an address that never failed is never held up', async () => {
+    const limited = await createTestApp({ RATE_LIMIT_AUTH_FAILURES: '1/60' })
+    try {
+      const good = await createKey(limited, ['inference'])
+      for (let i = 0; i < 5; i++) expect((await limited.app.handle(req('/api/v1/keys/me', { headers: bearer(good) }))).status).toBe(200)
+    } finally {
+      await limited.close()
+    }
+  })
+})

@@ -117,7 +117,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
    * key-bearing one is never selected, so the key is never echoed.
    */
   async function authenticateStream({ request }: { request: Request }) {
-    await authenticate(keys, request, 'inference', true)
+    await authenticate({ keys, limiter }, request, 'inference', true)
     const offered = offeredProtocols(request)
     if (offered.length && !offered.includes(VAD_STREAM_PROTOCOL))
       throw new ValidationError(`Offer the subprotocol ${VAD_STREAM_PROTOCOL} (beside vireo.key.<key> if the key travels that way)`, [
@@ -136,7 +136,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
     ws.send(JSON.stringify(event))
 
   return new Elysia({ name: 'vireo.module.audio', prefix: `${API_PREFIX}/audio`, normalize: false, detail: { tags: ['audio'] } })
-    .use(auth({ keys }))
+    .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .post(
       '/vad',

@@ -22,7 +22,7 @@ export interface JobsModuleOptions {
 /** `/api/v1/jobs`: submit (idempotent), read, list, cancel, retry. */
 export const jobsModule = ({ jobs, keys, limiter, logger, validateInfer }: JobsModuleOptions) =>
   new Elysia({ name: 'vireo.module.jobs', prefix: `${API_PREFIX}/jobs`, normalize: false, detail: { tags: ['jobs'] } })
-    .use(auth({ keys }))
+    .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .post(
       '/',

@@ -16,7 +16,7 @@ export interface KeysModuleOptions {
 /** `/api/v1/keys`: create (secret shown once), list, inspect own key, revoke. */
 export const keysModule = ({ keys, limiter, logger }: KeysModuleOptions) =>
   new Elysia({ name: 'vireo.module.keys', prefix: `${API_PREFIX}/keys`, normalize: false, detail: { tags: ['keys'] } })
-    .use(auth({ keys }))
+    .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .post(
       '/',

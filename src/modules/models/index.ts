@@ -49,7 +49,7 @@ export interface ModelsModuleOptions {
 /** `/api/v1/models`: the registry, tensor inference, batches of independent requests. */
 export const modelsModule = ({ registry, jobs, keys, limiter, logger, maxBatch }: ModelsModuleOptions) =>
   new Elysia({ name: 'vireo.module.models', prefix: `${API_PREFIX}/models`, normalize: false, detail: { tags: ['models'] } })
-    .use(auth({ keys }))
+    .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .get('/', () => ok<ModelInfo[]>(registry.list()), {
       auth: 'inference',

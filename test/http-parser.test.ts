@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { connect } from 'node:net'
+import { type RunningServer, startServer } from './helpers'
+
+let server: RunningServer
+beforeAll(async () => {
+  server = await startServer()
+})
+afterAll(async () => {
+  server.proc.kill('SIGTERM')
+  await server.proc.exited
+})
+
+/** Sends raw bytes and reads the status line and body of the answer (the connection is closed after it). */
+function raw(text: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(server.url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(text))
+    let out = ''
+    socket.on('data', (chunk) => {
+      out += chunk
+      const end = out.indexOf('\r\n\r\n')
+      const length = /content-length: (\d+)/i.exec(out)
+      if (end >= 0 && (!length || out.length - end - 4 >= Number(length[1]))) socket.destroy()
+    })
+    socket.on('error', reject)
+    socket.on('close', () => resolve({ status: Number(out.split(' ')[1]), body: out.split('\r\n\r\n')[1] ?? '' }))
+  })
+}
+
+describe("requests Bun's HTTP parser refuses before vireo runs (the README lists them)", () => {
+  const cases: [string, string, number][] = [
+    ['a 100 kB URL', `GET /${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431],
+    ['10 000 headers', `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 10_000 }, (_, i) => `X-${i}: y\r\n`).join('')}\r\n`, 431],
+    ['a duplicate Content-Length', 'POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', 400],
+    [
+      'Content-Length with chunked encoding',
+      'POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+    ],
+    ['an unknown HTTP version', 'GET / HTTP/9.9\r\nHost: x\r\n\r\n', 505],
+  ]
+  for (const [what, request, status] of cases)
+    it(`answers ${what} with ${status} and an empty body, and stays up`, async () => {
+      const answer = await raw(request)
+      expect(answer.status).toBe(status)
+      expect(answer.body).toBe('')
+      expect((await fetch(`${server.url}/api/v1/health/live`)).status).toBe(200)
+    })
+})
