@@ -2,6 +2,18 @@ import { withHeaders } from '@elysiajs/openapi'
 import { type TSchema, t } from 'elysia'
 import { ERROR_CODES, type ErrorCode } from './errors'
 
+/** Query fields every list takes: a page size and the opaque cursor of the page before. */
+export const PageQuery = {
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  cursor: t.Optional(t.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$', description: 'next_cursor of the page before' })),
+}
+
+/** One page of a list, newest first: `next_cursor` is null on the last page. */
+export const Page = <T extends TSchema>(item: T) => t.Object({ items: t.Array(item), next_cursor: t.Union([t.String(), t.Null()]) })
+
+/** Path parameters of a resource addressed by its UUID. */
+export const IdParams = t.Object({ id: t.String({ format: 'uuid' }) })
+
 /** A per-item failure inside a partial success. */
 export interface ItemError {
   index?: number

@@ -1,4 +1,5 @@
 import { t } from 'elysia'
+import { IdParams, Page, PageQuery } from '../envelope'
 
 export const SCOPES = ['inference', 'jobs', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
@@ -41,15 +42,9 @@ export namespace KeyModel {
     t.Object({ key: t.String({ description: 'The secret. Shown in this response only; store it now.' }) }),
   ])
 
-  export const list = t.Object({ items: t.Array(key), next_cursor: t.Union([t.String(), t.Null()]) })
+  export const list = Page(key)
 
-  export const listQuery = t.Object(
-    {
-      limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-      cursor: t.Optional(t.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' })),
-    },
-    { additionalProperties: false },
-  )
+  export const listQuery = t.Object(PageQuery, { additionalProperties: false })
 
-  export const idParams = t.Object({ id: t.String({ format: 'uuid' }) })
+  export const idParams = IdParams
 }

@@ -15,8 +15,8 @@ import { bodyKind } from '../../plugins/body-parser'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { requestState } from '../../plugins/request-id'
 import { API_PREFIX } from '../../plugins/versioning'
+import { acceptedAsJob, asyncHeaders, prefersAsync, requireJobsScope } from '../async-job'
 import type { JobService } from '../jobs/service'
-import { acceptedAsJob, prefersAsync, requireJobsScope } from '../models'
 import { AudioModel } from './model'
 import { coerceFields } from './service'
 
@@ -163,7 +163,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
       {
         auth: 'inference',
         rateLimit: 'inference',
-        headers: AudioModel.asyncHeaders,
+        headers: asyncHeaders('vad'),
         detail: {
           parameters: Object.entries(AudioModel.vadOptions.properties).map(([name, schema]) => ({
             name,

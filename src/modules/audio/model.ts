@@ -20,15 +20,4 @@ export namespace AudioModel {
     { additionalProperties: false },
   )
   export type streamConfig = typeof streamConfig.static
-
-  export const asyncHeaders = t.Object({
-    prefer: t.Optional(
-      t.String({
-        maxLength: 256,
-        description: '`respond-async` turns the call into a job with task `vad` (RFC 7240); needs the jobs scope',
-      }),
-    ),
-    'idempotency-key': t.Optional(t.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
-    'content-type': t.Optional(t.String({ maxLength: 256 })),
-  })
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../../logger'
 import { auth } from '../../plugins/auth'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { API_PREFIX } from '../../plugins/versioning'
+import { acceptedAsJob } from '../async-job'
 import { JobModel } from './model'
 import type { JobService } from './service'
 
@@ -38,16 +39,12 @@ export const jobsModule = ({ jobs, keys, limiter, logger, validateInfer }: JobsM
             issues.map((issue) => ({ ...issue, path: `/request${issue.path}` })),
           )
         }
-        const { job, created } = await jobs.submit(
+        const answer = await jobs.submit(
           principal,
           { task: body.task, model: body.model, input: body.request, parameters: {}, maxAttempts: body.max_attempts },
           headers['idempotency-key'],
         )
-        set.status = 202
-        set.headers.location = `${API_PREFIX}/jobs/${job.id}`
-        return ok(job, {
-          message: created ? 'Job accepted' : 'Idempotent replay: this job was created by an earlier request with the same Idempotency-Key',
-        })
+        return acceptedAsJob(set, answer, { preferred: false })
       },
       {
         auth: 'jobs',

@@ -1,6 +1,8 @@
 import { t } from 'elysia'
 import { JOB_STATUSES } from '../../db/schema'
+import { IdParams, Page, PageQuery } from '../../envelope'
 import { InferRequestSchema } from '../../inference/tensors'
+import { IdempotencyKey } from '../async-job'
 
 export const ModelName = t.String({ maxLength: 64, pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'A model folder name' })
 
@@ -37,30 +39,16 @@ export namespace JobModel {
   })
   export type job = typeof job.static
 
-  export const list = t.Object({ items: t.Array(job), next_cursor: t.Union([t.String(), t.Null()]) })
+  export const list = Page(job)
 
   export const listQuery = t.Object(
-    {
-      status: t.Optional(status),
-      model: t.Optional(ModelName),
-      limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-      cursor: t.Optional(t.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' })),
-    },
+    { status: t.Optional(status), model: t.Optional(ModelName), ...PageQuery },
     { additionalProperties: false },
   )
 
   export type listQuery = typeof listQuery.static
 
-  export const idParams = t.Object({ id: t.String({ format: 'uuid' }) })
+  export const idParams = IdParams
 
-  export const headers = t.Object({
-    'idempotency-key': t.Optional(
-      t.String({
-        minLength: 1,
-        maxLength: 255,
-        pattern: '^[\\x21-\\x7e]+$',
-        description: 'Visible ASCII; replays return the first job; scoped per API key',
-      }),
-    ),
-  })
+  export const headers = t.Object({ 'idempotency-key': t.Optional(IdempotencyKey) })
 }

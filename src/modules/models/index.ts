@@ -1,41 +1,16 @@
 import { Elysia, t } from 'elysia'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
-import { ForbiddenError, ValidationError } from '../../errors'
+import { ValidationError } from '../../errors'
 import { type ModelInfo, ModelInfoSchema, type Registry } from '../../inference/registry'
-import type { KeyService, Principal } from '../../keys/service'
-import { hasScope } from '../../keys/service'
+import type { KeyService } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth } from '../../plugins/auth'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
 import { API_PREFIX } from '../../plugins/versioning'
-import type { JobModel } from '../jobs/model'
+import { acceptedAsJob, asyncHeaders, prefersAsync, requireJobsScope } from '../async-job'
 import type { JobService } from '../jobs/service'
 import { ModelsModel } from './model'
 import { inferBatch } from './service'
-
-/** RFC 7240: does the client prefer an asynchronous answer? */
-export const prefersAsync = (prefer: string | undefined) =>
-  (prefer ?? '').split(/[,;]/).some((p) => p.trim().toLowerCase() === 'respond-async')
-
-export interface AsyncAnswer {
-  job: JobModel.job
-  created: boolean
-}
-
-/** Work turned into a job can only be read back through /jobs, so the key needs that scope too. */
-export function requireJobsScope(principal: Principal) {
-  if (!hasScope(principal, 'jobs')) throw new ForbiddenError('jobs')
-}
-
-/** Answer 202 for work turned into a job: Location of the job, and the preference honoured. */
-export function acceptedAsJob(set: { status?: number | string; headers: Record<string, string | number> }, answer: AsyncAnswer) {
-  set.status = 202
-  set.headers.location = `${API_PREFIX}/jobs/${answer.job.id}`
-  set.headers['preference-applied'] = 'respond-async'
-  return ok(answer.job, {
-    message: answer.created ? 'Accepted as a job; poll its Location for the result' : 'Idempotent replay of an earlier job',
-  })
-}
 
 export interface ModelsModuleOptions {
   registry: Registry
@@ -84,7 +59,7 @@ export const modelsModule = ({ registry, jobs, keys, limiter, logger, maxBatch }
         rateLimit: 'inference',
         params: ModelsModel.params,
         body: ModelsModel.inferRequest,
-        headers: ModelsModel.asyncHeaders,
+        headers: asyncHeaders('infer'),
         detail: { summary: 'Run the model: tensors in, tensors out (Open Inference Protocol shapes)' },
         response: responses(
           { 200: EnvelopeSchema(ModelsModel.inferResult), 202: EnvelopeSchema(t.Unknown({ description: 'The job (see /jobs)' })) },

@@ -24,11 +24,4 @@ export namespace ModelsModel {
     t.Object({ index: t.Integer(), status: t.Literal('failed'), error: ItemError }),
   ])
   export const batchResult = t.Object({ succeeded: t.Integer(), failed: t.Integer(), items: t.Array(batchItem) })
-
-  export const asyncHeaders = t.Object({
-    prefer: t.Optional(
-      t.String({ maxLength: 256, description: '`respond-async` turns the call into a job (RFC 7240); needs the jobs scope' }),
-    ),
-    'idempotency-key': t.Optional(t.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
-  })
 }
