@@ -160,6 +160,15 @@ const OPERATIONS: Operation[] = [
     expected: anError('VALIDATION_ERROR'),
   },
   {
+    name: 'POST /api/v1/keys with application/json and no body at all',
+    method: 'POST',
+    path: '/api/v1/keys',
+    headers: () => ({ ...bearer(ADMIN), ...JSON_TYPE }),
+    status: 400,
+    envelope: errorCode,
+    expected: anError('VALIDATION_ERROR'),
+  },
+  {
     name: 'GET /api/v1/keys/me',
     method: 'GET',
     path: '/api/v1/keys/me',
@@ -240,6 +249,16 @@ const OPERATIONS: Operation[] = [
     expected: () => ({ ...anError('CONFLICT')(), job: 'cancelled' }),
   },
   {
+    name: 'POST /api/v1/jobs/:id/retry of a cancelled job, Content-Type: application/json and no body',
+    method: 'POST',
+    path: '/api/v1/jobs/{id}/retry',
+    prepare: cancelledJob,
+    headers: () => ({ ...bearer(user.key), ...JSON_TYPE }),
+    status: 409,
+    envelope: (b) => ({ ...errorCode(b), job: b.error?.details?.status }),
+    expected: () => ({ ...anError('CONFLICT')(), job: 'cancelled' }),
+  },
+  {
     name: 'POST /api/v1/jobs/:id/retry of a queued job with an empty JSON object',
     method: 'POST',
     path: '/api/v1/jobs/{id}/retry',
@@ -296,6 +315,16 @@ afterAll(async () => {
 })
 
 describe('client matrix', () => {
+  it('expects only what the OpenAPI document promises for each operation', async () => {
+    const spec = (await (await fetch(`${server.url}/api/v1/docs/json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>
+    }
+    const undocumented = OPERATIONS.filter((op) => !spec.paths[op.path]?.[op.method.toLowerCase()]?.responses[op.status]).map(
+      (op) => `${op.name}: ${op.status}`,
+    )
+    expect(undocumented).toEqual([])
+  })
+
   for (const client of CLIENTS) {
     if (client.missing) {
       if (process.env.CI)
