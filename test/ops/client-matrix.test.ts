@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { cpSync, mkdtempSync } from 'node:fs'
+import { cpSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CLIENTS, type ClientBody } from '../clients'
@@ -23,6 +23,7 @@ const ARITH_REQUEST = {
 }
 
 let server: RunningServer
+let models: string
 /** A key with the inference and jobs scopes, for the routes that are not admin's. */
 let user: { id: string; key: string }
 
@@ -293,7 +294,7 @@ const OPERATIONS: Operation[] = [
 
 beforeAll(async () => {
   // arith for tensors and jobs, Silero for /audio/vad: a models folder holding both.
-  const models = mkdtempSync(join(tmpdir(), 'vireo-matrix-models-'))
+  models = mkdtempSync(join(tmpdir(), 'vireo-matrix-models-'))
   cpSync('test/fixtures/models/arith', join(models, 'arith'), { recursive: true })
   cpSync('models/silero-vad', join(models, 'silero-vad'), { recursive: true })
   server = await startServer({
@@ -312,6 +313,7 @@ beforeAll(async () => {
 afterAll(async () => {
   server?.proc.kill('SIGTERM')
   await server?.proc.exited
+  if (models) rmSync(models, { recursive: true, force: true })
 })
 
 describe('client matrix', () => {
