@@ -7,7 +7,7 @@ import { createPool, type Pool } from '../../src/inference/pool'
 import type { Feeds } from '../../src/inference/tensors'
 import { packVadBatch, SILERO_FRAME, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
 import { body, createTestApp, req } from '../helpers'
-import { arithFeeds, FIXTURES, MODELS, modelBytes, slowFeeds, timed, until } from './helpers'
+import { arithFeeds, ENOUGH_MS, FIXTURES, MODELS, modelBytes, slowFeeds, timed, until } from './helpers'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 const TOLERANCE = 1e-5
@@ -52,8 +52,8 @@ describe('cpu (onnxruntime-node) and wasm (onnxruntime-web) give the same answer
 
   /** Feeds are made once per backend: a run transfers (and so empties) its input buffers. */
   async function both(model: string, make: (backend: Backend) => Feeds): Promise<[Feeds, Feeds]> {
-    const cpu = await pool.run(`${model}-cpu`, make('cpu'), { timeoutMs: 20000 })
-    const wasm = await pool.run(`${model}-wasm`, make('wasm'), { timeoutMs: 20000 })
+    const cpu = await pool.run(`${model}-cpu`, make('cpu'), { timeoutMs: ENOUGH_MS })
+    const wasm = await pool.run(`${model}-wasm`, make('wasm'), { timeoutMs: ENOUGH_MS })
     return [cpu.outputs, wasm.outputs]
   }
 
@@ -111,7 +111,7 @@ describe('cpu (onnxruntime-node) and wasm (onnxruntime-web) give the same answer
     const inputs = new Float32Array(20 * SILERO_INPUT)
     for (let i = 0; i < 20; i++) inputs.set(window.next(frame(2, i)), i * SILERO_INPUT)
     const run = (backend: string) =>
-      pool.runVadSequence(`silero-${backend}`, inputs.slice(), new Float32Array(SILERO_STATE), { timeoutMs: 20000 })
+      pool.runVadSequence(`silero-${backend}`, inputs.slice(), new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
     const cpu = await run('cpu')
     const wasm = await run('wasm')
     expect(cpu.outputs.output!.dims).toEqual([20, 1])
@@ -155,7 +155,7 @@ describe('backend fallback', () => {
       expect(report.attempts).toHaveLength(1)
       expect(report.attempts[0]!.backend).toBe('cpu')
       expect(report.attempts[0]!.error).toContain('onnxruntime_binding.node')
-      const { outputs } = await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+      const { outputs } = await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
       expect(Array.from(outputs.y!.data as Float32Array)).toEqual([3, 5, 7, 9])
     } finally {
       await rm(dir, { recursive: true })
@@ -212,7 +212,7 @@ describe('timeouts on cpu', () => {
     expect(stopped.ms).toBeLessThan(unstoppedMs / 20)
     // The caller is answered and a replacement serves, while the old thread is still inside session.run.
     expect(pool.stats().abandoned).toBe(1)
-    const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: 5000 })))
+    const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: ENOUGH_MS })))
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7])
     await until(() => pool!.stats().workers.length === 2 && pool!.stats().workers.every((w) => w.state === 'idle'))
     expect(

@@ -6,6 +6,11 @@ import type { Feeds } from '../../src/inference/tensors'
 export const FIXTURES = new URL('../fixtures/models/', import.meta.url).pathname
 export const MODELS = new URL('../../models/', import.meta.url).pathname
 export const silent = pino({ level: 'silent' })
+/**
+ * The budget of a run that must succeed: generous, because a loaded machine, or a replacement worker that is
+ * still loading its models, must slow such a run down, never turn it into a timeout.
+ */
+export const ENOUGH_MS = 120_000
 
 /** What this test run forces on every model: CI's second run sets INFERENCE_BACKENDS=wasm; empty by default. */
 export const forcedBackends = loadConfig({ INFERENCE_BACKENDS: process.env.INFERENCE_BACKENDS }).INFERENCE_BACKENDS

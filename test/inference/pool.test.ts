@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'bun:test'
 import { ServiceUnavailableError, TimeoutError } from '../../src/errors'
 import { createPool, type Pool, type RunEvent } from '../../src/inference/pool'
-import { arithFeeds, FIXTURES, modelBytes, slowFeeds, timed, until } from './helpers'
+import { arithFeeds, ENOUGH_MS, FIXTURES, modelBytes, slowFeeds, timed, until } from './helpers'
 
 const arith = async () => ({ name: 'arith', bytes: await modelBytes(`${FIXTURES}arith/model.onnx`), backends: ['wasm'] })
 const slow = async () => ({ name: 'slow', bytes: await modelBytes(`${FIXTURES}slow/model.onnx`), backends: ['wasm'] })
@@ -18,7 +18,7 @@ describe('inference pool', () => {
     pool = createPool({ size: 2, queueMax: 4, onRun: (e) => events.push(e) })
     const report = await pool.load(await arith())
     expect(report.ok).toBe(true)
-    const results = await Promise.all([1, 2, 3, 4].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: 5000 })))
+    const results = await Promise.all([1, 2, 3, 4].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: ENOUGH_MS })))
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7, 9])
     expect(new Set(results.map((r) => r.workerId)).size).toBe(2)
     expect(events).toHaveLength(4)
@@ -33,7 +33,7 @@ describe('inference pool', () => {
     await pool.load(await arith())
     const feeds = arithFeeds()
     const x = feeds.x!.data
-    await pool.run('arith', feeds, { timeoutMs: 5000 })
+    await pool.run('arith', feeds, { timeoutMs: ENOUGH_MS })
     expect(x.byteLength).toBe(0)
   })
 
@@ -41,7 +41,7 @@ describe('inference pool', () => {
     pool = createPool({ size: 1, queueMax: 1 })
     await pool.load(await slow())
     const running = pool.run('slow', slowFeeds(), { timeoutMs: 1000 })
-    const queued = pool.run('slow', slowFeeds(1n), { timeoutMs: 20000 })
+    const queued = pool.run('slow', slowFeeds(1n), { timeoutMs: ENOUGH_MS })
     const refused = pool.run('slow', slowFeeds(1n), { timeoutMs: 1000 })
     const error = await refused.catch((e) => e)
     expect(error).toBeInstanceOf(ServiceUnavailableError)
@@ -66,7 +66,7 @@ describe('inference pool', () => {
     // The run was stopped, not finished: the error came back in a small fraction of the work's own time.
     expect(stopped.ms).toBeLessThan(unstoppedMs / 20)
     expect(pool.stats().workers).toHaveLength(2)
-    const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: 5000 })))
+    const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: ENOUGH_MS })))
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7])
     await until(() => pool!.stats().workers.every((w) => w.state === 'idle'))
     const after = pool.stats().workers.map((w) => w.id)
@@ -74,8 +74,8 @@ describe('inference pool', () => {
     expect(after.filter((id) => !before.includes(id))).toHaveLength(1)
     // The replacement reloaded every model: the slow one runs there too.
     const both = await Promise.all([
-      pool.run('slow', slowFeeds(1n), { timeoutMs: 5000 }),
-      pool.run('slow', slowFeeds(1n), { timeoutMs: 5000 }),
+      pool.run('slow', slowFeeds(1n), { timeoutMs: ENOUGH_MS }),
+      pool.run('slow', slowFeeds(1n), { timeoutMs: ENOUGH_MS }),
     ])
     expect(new Set(both.map((r) => r.workerId)).size).toBe(2)
   })
@@ -97,14 +97,14 @@ describe('inference pool', () => {
     await pool.load(await slow())
     await pool.load(await arith())
     const controller = new AbortController()
-    const running = pool.run('slow', slowFeeds(), { timeoutMs: 30000, signal: controller.signal })
-    const queued = pool.run('slow', slowFeeds(), { timeoutMs: 30000, signal: controller.signal })
+    const running = pool.run('slow', slowFeeds(), { timeoutMs: ENOUGH_MS, signal: controller.signal })
+    const queued = pool.run('slow', slowFeeds(), { timeoutMs: ENOUGH_MS, signal: controller.signal })
     setTimeout(() => controller.abort(), 150)
     const errors = await Promise.all([running.catch((e) => e), queued.catch((e) => e)])
     expect(errors.map((e) => e.name)).toEqual(['AbortError', 'AbortError'])
     const already = await pool.run('arith', arithFeeds(), { timeoutMs: 1000, signal: AbortSignal.abort() }).catch((e) => e)
     expect(already.name).toBe('AbortError')
-    expect((await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })).outputs.y!.data[0]).toBe(3)
+    expect((await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })).outputs.y!.data[0]).toBe(3)
     expect(pool.stats().workers).toHaveLength(1)
   })
 
@@ -113,32 +113,32 @@ describe('inference pool', () => {
     await pool.load(await arith())
     const before = pool.stats().workers.map((w) => w.id)
     const results = await Promise.all(
-      Array.from({ length: 16 }, (_, i) => pool!.run('arith', arithFeeds([i, 0, 0, 0]), { timeoutMs: 20000 })),
+      Array.from({ length: 16 }, (_, i) => pool!.run('arith', arithFeeds([i, 0, 0, 0]), { timeoutMs: ENOUGH_MS })),
     )
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual(Array.from({ length: 16 }, (_, i) => 2 * i + 1))
     await until(() => pool!.stats().workers.length === 2 && pool!.stats().workers.every((w) => w.state === 'idle'))
     const ids = pool.stats().workers.map((w) => w.id)
     expect(ids.filter((id) => before.includes(id))).toEqual([])
-    const more = await Promise.all([1, 2].map(() => pool!.run('arith', arithFeeds(), { timeoutMs: 5000 })))
+    const more = await Promise.all([1, 2].map(() => pool!.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })))
     expect(more.map((r) => r.outputs.y!.data[0])).toEqual([3, 3])
   })
 
   it('recycles a worker whose heap passes the limit', async () => {
     pool = createPool({ size: 1, queueMax: 4, maxHeapMb: 1 })
     await pool.load(await arith())
-    const first = await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+    const first = await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
     await until(() => pool!.stats().workers.length === 1 && pool!.stats().workers[0]!.id !== first.workerId)
-    const second = await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+    const second = await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
     expect(second.workerId).not.toBe(first.workerId)
   })
 
   it('fails the requests of a crashed worker as transient and replaces it', async () => {
     pool = createPool({ size: 1, queueMax: 4, workerUrl: new URL('./crashy-worker.ts', import.meta.url) })
     await pool.load(await arith())
-    const error = await pool.run('arith', arithFeeds([666, 0, 0, 0]), { timeoutMs: 5000 }).catch((e) => e)
+    const error = await pool.run('arith', arithFeeds([666, 0, 0, 0]), { timeoutMs: ENOUGH_MS }).catch((e) => e)
     expect(error).toBeInstanceOf(ServiceUnavailableError)
     expect(error.message).toContain('retry')
-    const next = await pool.run('arith', arithFeeds(), { timeoutMs: 10000 })
+    const next = await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
     expect(next.outputs.y!.data[0]).toBe(3)
     expect(pool.stats().workers).toHaveLength(1)
   })

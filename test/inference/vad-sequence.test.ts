@@ -3,7 +3,7 @@ import { ProcessingError, TimeoutError } from '../../src/errors'
 import { createPool, type Pool } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
-import { arithFeeds, backendOrder, FIXTURES, MODELS, modelBytes, registryConfig, silent, timed, until } from './helpers'
+import { arithFeeds, backendOrder, ENOUGH_MS, FIXTURES, MODELS, modelBytes, registryConfig, silent, timed, until } from './helpers'
 
 const silero = async () => ({ name: 'silero-vad', bytes: await modelBytes(`${MODELS}silero-vad/silero_vad_v5.onnx`), backends: ['wasm'] })
 const arith = async () => ({ name: 'arith', bytes: await modelBytes(`${FIXTURES}arith/model.onnx`), backends: ['wasm'] })
@@ -42,12 +42,12 @@ describe('VAD sequences in the pool', () => {
     let state: Float32Array = new Float32Array(SILERO_STATE)
     for (let k = 0; k < n; k++) {
       const samples = inputs.slice(k * SILERO_INPUT, (k + 1) * SILERO_INPUT)
-      const { outputs } = await pool.run('silero-vad', packVadBatch([{ samples, state }]), { timeoutMs: 5000 })
+      const { outputs } = await pool.run('silero-vad', packVadBatch([{ samples, state }]), { timeoutMs: ENOUGH_MS })
       const [result] = unpackVadBatch(outputs, 1)
       probs.push(result!.probability)
       state = result!.state
     }
-    const { outputs, workerId } = await pool.runVadSequence('silero-vad', inputs, new Float32Array(SILERO_STATE), { timeoutMs: 5000 })
+    const { outputs, workerId } = await pool.runVadSequence('silero-vad', inputs, new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
     expect(outputs.output!.dims).toEqual([n, 1])
     expect(outputs.stateN!.dims).toEqual([2, 1, 128])
     expect(maxDiff(outputs.output!.data as Float32Array, probs)).toBeLessThan(1e-6)
@@ -76,7 +76,7 @@ describe('VAD sequences in the pool', () => {
     expect(error.details).toEqual({ timeout_ms: 200, stage: 'running' })
     // Stopped, not finished: the error came back in a small fraction of the sequence's own time.
     expect(stopped.ms).toBeLessThan(unstoppedMs / 4)
-    const next = await pool.runVadSequence('silero-vad', windowed(3), new Float32Array(SILERO_STATE), { timeoutMs: 10_000 })
+    const next = await pool.runVadSequence('silero-vad', windowed(3), new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
     expect(next.workerId).not.toBe(before)
     expect(next.outputs.output!.data).toHaveLength(3)
     expect(pool.stats().workers).toHaveLength(1)
@@ -87,14 +87,14 @@ describe('VAD sequences in the pool', () => {
     await pool.load(await silero())
     const [before] = pool.stats().workers.map((w) => w.id)
     const controller = new AbortController()
-    const options = { timeoutMs: 30_000, signal: controller.signal }
+    const options = { timeoutMs: ENOUGH_MS, signal: controller.signal }
     const running = pool.runVadSequence('silero-vad', windowed(20_000), new Float32Array(SILERO_STATE), options)
     const queued = pool.runVadSequence('silero-vad', windowed(2), new Float32Array(SILERO_STATE), options)
     setTimeout(() => controller.abort(), 100)
     const errors = await Promise.all([running.catch((e) => e), queued.catch((e) => e)])
     expect(errors.map((e) => e.name)).toEqual(['AbortError', 'AbortError'])
     await until(() => pool!.stats().workers.some((w) => w.id !== before && w.state === 'idle'))
-    const next = await pool.runVadSequence('silero-vad', windowed(2), new Float32Array(SILERO_STATE), { timeoutMs: 10_000 })
+    const next = await pool.runVadSequence('silero-vad', windowed(2), new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
     expect(next.workerId).not.toBe(before)
   })
 
@@ -103,7 +103,7 @@ describe('VAD sequences in the pool', () => {
     await pool.load(await silero())
     const buffer = windowed(3)
     const view = buffer.subarray(0, 2 * SILERO_INPUT)
-    const { outputs } = await pool.runVadSequence('silero-vad', view, new Float32Array(SILERO_STATE), { timeoutMs: 5000 })
+    const { outputs } = await pool.runVadSequence('silero-vad', view, new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
     expect(outputs.output!.data).toHaveLength(2)
     expect(buffer.length).toBe(3 * SILERO_INPUT)
   })
@@ -112,9 +112,9 @@ describe('VAD sequences in the pool', () => {
     pool = createPool({ size: 1, queueMax: 4, recycleAfter: 2 })
     await pool.load(await arith())
     const [before] = pool.stats().workers.map((w) => w.id)
-    const error = await pool.runVadSequence('arith', windowed(1), new Float32Array(SILERO_STATE), { timeoutMs: 5000 }).catch((e) => e)
+    const error = await pool.runVadSequence('arith', windowed(1), new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS }).catch((e) => e)
     expect(error).toBeInstanceOf(ProcessingError)
-    await pool.run('arith', arithFeeds(), { timeoutMs: 5000 })
+    await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
     await until(() => pool!.stats().workers.length === 1 && pool!.stats().workers[0]!.id !== before)
   })
 })
