@@ -47,7 +47,7 @@ describe('cpu (onnxruntime-node) and wasm (onnxruntime-web) give the same answer
         expect(report).toMatchObject({ ok: true, backend, attempts: [] })
       }
     }
-  }, 60000)
+  })
   afterAll(() => pool.close())
 
   /** Feeds are made once per backend: a run transfers (and so empties) its input buffers. */
@@ -184,7 +184,7 @@ describe('backend fallback', () => {
       }
     }
     await rm(dir, { recursive: true })
-  }, 60000)
+  })
 })
 
 describe('timeouts on cpu', () => {
@@ -224,5 +224,5 @@ describe('timeouts on cpu', () => {
     // Terminated once its run came back to JavaScript; the process is still here (terminating it mid-run aborts it).
     const left = await timed(() => until(() => pool!.stats().abandoned === 0, unstoppedMs * 4))
     expect(stopped.ms + left.ms).toBeGreaterThan(unstoppedMs / 10)
-  }, 120000)
+  })
 })

@@ -117,8 +117,9 @@ describe('inference pool', () => {
     )
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual(Array.from({ length: 16 }, (_, i) => 2 * i + 1))
     await until(() => pool!.stats().workers.length === 2 && pool!.stats().workers.every((w) => w.state === 'idle'))
+    // Whichever way the 16 runs spread, one of the two first workers reached 3 runs before any replacement existed.
     const ids = pool.stats().workers.map((w) => w.id)
-    expect(ids.filter((id) => before.includes(id))).toEqual([])
+    expect(ids.filter((id) => before.includes(id)).length).toBeLessThan(2)
     const more = await Promise.all([1, 2].map(() => pool!.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })))
     expect(more.map((r) => r.outputs.y!.data[0])).toEqual([3, 3])
   })
