@@ -11,8 +11,8 @@ export const RUN_TIME_WINDOW = 128
 export const TIMEOUT_FLOOR_RUNS = 4
 /** A run whose caller has gone may go on for this many recent p99 run times (at least the configured minimum). */
 export const GRACE_P99_RUNS = 4
-/** The window of the per-key stop budget. */
-export const STOP_BUDGET_WINDOW_MS = 60_000
+/** The window of the per-key termination budget. */
+export const TERMINATION_BUDGET_WINDOW_MS = 60_000
 
 /** The last RUN_TIME_WINDOW run times of one model, in ms. */
 export class RunTimes {
@@ -39,35 +39,35 @@ export function timeoutFloorMs(times: RunTimes | undefined): number {
 }
 
 /** How long a run whose caller has gone may finish before its worker is stopped. */
-export function stopGraceMs(times: RunTimes | undefined, minMs: number): number {
+export function terminationGraceMs(times: RunTimes | undefined, minMs: number): number {
   return Math.max(minMs, Math.ceil(GRACE_P99_RUNS * (times?.percentile(99) ?? 0)))
 }
 
 /**
- * Worker stops charged to each API key over a sliding minute. A sliding log rather than a library limiter
+ * Worker terminations charged to each API key over a sliding minute. A sliding log rather than a library limiter
  * (rate-limiter-flexible, as the HTTP quotas use): the pool must answer synchronously when a request is
- * submitted, and it counts stops that happen later, not the requests themselves.
+ * submitted, and it counts terminations that happen later, not the requests themselves.
  */
-export class StopBudget {
-  private readonly stops = new Map<string, number[]>()
+export class TerminationBudget {
+  private readonly terminations = new Map<string, number[]>()
 
   constructor(private readonly perMinute: number) {}
 
   private live(owner: string, now: number): number[] {
-    const times = (this.stops.get(owner) ?? []).filter((at) => at > now - STOP_BUDGET_WINDOW_MS)
-    if (times.length) this.stops.set(owner, times)
-    else this.stops.delete(owner)
+    const times = (this.terminations.get(owner) ?? []).filter((at) => at > now - TERMINATION_BUDGET_WINDOW_MS)
+    if (times.length) this.terminations.set(owner, times)
+    else this.terminations.delete(owner)
     return times
   }
 
   charge(owner: string, now: number): void {
-    this.stops.set(owner, [...this.live(owner, now), now])
+    this.terminations.set(owner, [...this.live(owner, now), now])
   }
 
-  /** 0 while the owner may still cause stops; otherwise ms until its oldest stop leaves the window. */
+  /** 0 while the owner may still cause terminations; otherwise ms until enough of them leave the window. */
   retryAfterMs(owner: string, now: number): number {
     const times = this.live(owner, now)
     if (times.length < this.perMinute) return 0
-    return times[times.length - this.perMinute]! + STOP_BUDGET_WINDOW_MS - now
+    return times[times.length - this.perMinute]! + TERMINATION_BUDGET_WINDOW_MS - now
   }
 }

@@ -1,6 +1,6 @@
 import { ProcessingError, RateLimitedError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
-import { RunTimes, StopBudget, stopGraceMs, timeoutFloorMs } from './overrun'
+import { RunTimes, TerminationBudget, terminationGraceMs, timeoutFloorMs } from './overrun'
 import type { Feeds } from './tensors'
 import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
 
@@ -32,7 +32,7 @@ export interface RunOptions {
   /** Whole budget, queue wait included; raised to the model's floor (see timeoutFloorMs). */
   timeoutMs: number
   signal?: AbortSignal
-  /** Who asked (an API key id): the worker stops their cancelled runs cause are charged to them. */
+  /** Who asked (an API key id): worker terminations their cancelled runs cause are charged to them. */
   owner?: string
   /** Output names to compute; all when absent. */
   outputs?: string[]
@@ -79,8 +79,8 @@ export interface PoolStats {
   abandoned: number
   /** Runs whose caller had gone that finished within their grace: the result was dropped, the worker kept. */
   discarded: number
-  /** Workers terminated (or abandoned) because a run whose caller had gone outlived its grace. */
-  stopped: number
+  /** Workers terminated (on cpu: abandoned) because a run whose caller had gone outlived its grace. */
+  terminations: number
   queueDepth: number
   queueMax: number
 }
@@ -94,9 +94,9 @@ export interface PoolOptions {
   /** Replace a worker once its heap passes this many MiB; 0 never. */
   maxHeapMb?: number
   /** Least grace a run whose caller has gone gets before its worker is stopped. */
-  stopGraceMinMs?: number
-  /** Worker stops each owner may cause per minute; past it their requests answer 429. 0: no limit. */
-  stopsPerKeyPerMin?: number
+  terminationGraceMinMs?: number
+  /** Worker terminations each owner may cause per minute; past it their requests answer 429. 0: no limit. */
+  terminationsPerKeyPerMin?: number
   logger?: Logger
   /** Worker script; tests substitute one that misbehaves. */
   workerUrl?: URL
@@ -220,8 +220,8 @@ export function createPool(options: PoolOptions): Pool {
     queueMax,
     recycleAfter = 0,
     maxHeapMb = 0,
-    stopGraceMinMs = 50,
-    stopsPerKeyPerMin = 0,
+    terminationGraceMinMs = 50,
+    terminationsPerKeyPerMin = 0,
     logger,
     workerUrl = DEFAULT_WORKER_URL,
     onRun,
@@ -231,9 +231,9 @@ export function createPool(options: PoolOptions): Pool {
   const specs = new Map<string, ModelSpec>()
   const abandoned = new Set<Slot>()
   const runTimes = new Map<string, RunTimes>()
-  const budget = stopsPerKeyPerMin > 0 ? new StopBudget(stopsPerKeyPerMin) : undefined
+  const budget = terminationsPerKeyPerMin > 0 ? new TerminationBudget(terminationsPerKeyPerMin) : undefined
   let discarded = 0
-  let stopped = 0
+  let terminations = 0
   let nextSlotId = 1
   let nextJobId = 1
   let crashStreak = 0
@@ -378,8 +378,8 @@ export function createPool(options: PoolOptions): Pool {
 
   function record(job: Job, inferenceMs: number): void {
     const key = `${job.kind}:${job.model}`
-    let times = runTimes.get(key)
-    if (!times) runTimes.set(key, (times = new RunTimes()))
+    const times = runTimes.get(key) ?? new RunTimes()
+    runTimes.set(key, times)
     times.record(inferenceMs)
   }
 
@@ -476,7 +476,7 @@ export function createPool(options: PoolOptions): Pool {
   /** Stop the worker of a run whose caller has gone and whose grace ran out, charging whoever asked for it. */
   function stopOverrun(slot: Slot, job: Job, graceMs: number): void {
     if (slot.dead || slot.inflight.get(job.id) !== job) return
-    stopped++
+    terminations++
     if (job.owner) budget?.charge(job.owner, performance.now())
     logger?.warn(
       { worker: slot.id, model: job.model, owner: job.owner, grace_ms: graceMs },
@@ -485,16 +485,16 @@ export function createPool(options: PoolOptions): Pool {
     replace(slot, 'a cancelled run outlived its grace')
   }
 
-  /** Refuse an owner who has spent their budget of worker stops (see StopBudget). */
+  /** Refuse an owner who has spent their budget of worker terminations (see TerminationBudget). */
   function overBudget(owner: string | undefined): RateLimitedError | undefined {
     if (!owner || !budget) return undefined
     const waitMs = budget.retryAfterMs(owner, performance.now())
     if (waitMs <= 0) return undefined
     return new RateLimitedError(
-      'inference-stops',
+      'inference-terminations',
       Math.ceil(waitMs / 1000),
       {},
-      `This API key's cancelled or timed-out requests made the server stop ${stopsPerKeyPerMin} inference runs within a minute; ` +
+      `This API key's cancelled or timed-out requests made the server terminate ${terminationsPerKeyPerMin} inference workers within a minute; ` +
         'give runs a timeout they can meet and retry later',
     )
   }
@@ -553,7 +553,7 @@ export function createPool(options: PoolOptions): Pool {
         // The caller hears now; the worker is only stopped if the run is still going once its grace is over.
         job.fail(error, outcome)
         job.orphaned = true
-        const graceMs = stopGraceMs(timesOf(model, job.kind), stopGraceMinMs)
+        const graceMs = terminationGraceMs(timesOf(model, job.kind), terminationGraceMinMs)
         job.graceTimer = setTimeout(function onGraceOver() {
           stopOverrun(slot, job, graceMs)
         }, graceMs)
@@ -610,7 +610,7 @@ export function createPool(options: PoolOptions): Pool {
       size,
       abandoned: abandoned.size,
       discarded,
-      stopped,
+      terminations,
       queueDepth: queue.length,
       queueMax,
       workers: slots.map((s) => ({ id: s.id, state: s.state, runs: s.runs, inflight: s.inflight.size, heapBytes: s.heapBytes })),

@@ -233,7 +233,13 @@ async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
   const { id, model } = message
   const loaded = sessions.get(model)
   if (!loaded) {
-    scope.postMessage({ type: 'failed', id, message: `model "${model}" is not loaded in this worker`, rejected: false, heapBytes: heapBytes() })
+    scope.postMessage({
+      type: 'failed',
+      id,
+      message: `model "${model}" is not loaded in this worker`,
+      rejected: false,
+      heapBytes: heapBytes(),
+    })
     return
   }
   try {
