@@ -14,6 +14,7 @@ const BENCHMARKS = {
   soak: { file: 'soak.ts', run: 'benchSoak' },
   jobs: { file: 'jobs.ts', run: 'benchJobs' },
   vad: { file: 'vad.ts', run: 'benchVad' },
+  churn: { file: 'churn.ts', run: 'benchChurn' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

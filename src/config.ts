@@ -46,6 +46,18 @@ export const EnvSchema = t.Object({
   INFERENCE_WORKERS: Int(0, 0, 256),
   INFERENCE_QUEUE_MAX: Int(256, 0),
   INFERENCE_MAX_TIMEOUT_MS: Int(60000, 1),
+  INFERENCE_TERMINATION_GRACE_MIN_MS: Int(
+    50,
+    0,
+    Number.MAX_SAFE_INTEGER,
+    "least time a run whose caller gave up may still finish in before its worker is terminated (the grace is 4 x the model's recent p99)",
+  ),
+  INFERENCE_TERMINATIONS_PER_KEY_PER_MIN: Int(
+    10,
+    0,
+    Number.MAX_SAFE_INTEGER,
+    'worker terminations one API key may cause per minute through timeouts and disconnects; past it its requests answer 429; 0: no limit',
+  ),
   INFERENCE_MAX_BATCH: Int(64, 1, 10000),
   INFERENCE_MAX_ELEMENTS: Int(1048576, 1),
   WORKER_RECYCLE_AFTER: Int(100000, 0),

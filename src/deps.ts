@@ -61,6 +61,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
       queueDepth: () => registry.pool.stats().queueDepth,
       workers: () => registry.pool.stats().workers,
       abandonedWorkers: () => registry.pool.stats().abandoned,
+      overruns: () => registry.pool.stats(),
       models: () => registry.list(),
       jobs: () => queue.counts(),
     },

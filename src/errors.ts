@@ -122,8 +122,8 @@ export class IdempotencyKeyReusedError extends AppError {
 }
 
 export class RateLimitedError extends AppError {
-  constructor(policy: string, retryAfterS: number, headers: Record<string, string> = {}) {
-    super('RATE_LIMITED', `Rate limit "${policy}" exceeded; retry in ${retryAfterS} s`, {
+  constructor(policy: string, retryAfterS: number, headers: Record<string, string> = {}, why?: string) {
+    super('RATE_LIMITED', `${why ?? `Rate limit "${policy}" exceeded`}; retry in ${retryAfterS} s`, {
       details: { policy, retry_after_s: retryAfterS },
       headers: { ...headers, 'Retry-After': String(retryAfterS) },
     })

@@ -22,6 +22,29 @@ const slow = (iters: number, timeout_ms?: number) => ({
   parameters: timeout_ms ? { timeout_ms } : undefined,
 })
 
+describe('worker terminations per API key', () => {
+  it('answers 429 with Retry-After to a key whose cancelled runs used up its terminations, and serves another key', async () => {
+    const own = await createTestApp({ INFERENCE_TERMINATIONS_PER_KEY_PER_MIN: '1' })
+    try {
+      const greedy = await createKey(own, ['inference'], 'greedy')
+      const polite = await createKey(own, ['inference'], 'polite')
+      const post = (secret: string, model: string, json: unknown) =>
+        own.app.handle(req(`/api/v1/models/${model}/infer`, { method: 'POST', json, headers: bearer(secret) }))
+      expect((await post(greedy, 'slow', slow(100_000_000, 300))).status).toBe(504)
+      await until(() => own.deps.registry.pool.stats().terminations === 1)
+      const refused = await post(greedy, 'arith', { inputs: [x(), n()] })
+      expect(refused.status).toBe(429)
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+      expect((await body(refused)).error).toMatchObject({ code: 'RATE_LIMITED', details: { policy: 'inference-terminations' } })
+      // The other key is served as soon as the replacement worker is up.
+      await until(() => own.deps.registry.pool.stats().workers.every((w) => w.state === 'idle'))
+      expect((await post(polite, 'arith', { inputs: [x(), n()] })).status).toBe(200)
+    } finally {
+      await own.close()
+    }
+  })
+})
+
 describe('GET /api/v1/models', () => {
   it('lists every model with its status, and explains the failed ones', async () => {
     const json = await body(await t.app.handle(req('/api/v1/models', { headers: bearer(key) })))

@@ -97,6 +97,8 @@ export function energyFrames(bytes: Uint8Array, info: WavInfo): Probabilities {
 
 export interface SileroOptions {
   signal?: AbortSignal
+  /** The API key asking (see CallOptions.owner). */
+  owner?: string
   /** Budget for the whole file; without it each chunk of frames gets the model's own timeout. */
   timeoutMs?: number
   model?: string
@@ -115,7 +117,7 @@ export async function sileroFrames(
   info: WavInfo,
   options: SileroOptions = {},
 ): Promise<Probabilities> {
-  const { signal, timeoutMs, model = VAD_MODEL, chunkFrames = VAD_CHUNK_FRAMES } = options
+  const { signal, owner, timeoutMs, model = VAD_MODEL, chunkFrames = VAD_CHUNK_FRAMES } = options
   const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
   const values: number[] = []
   let state: Float32Array = new Float32Array(SILERO_STATE)
@@ -126,7 +128,7 @@ export async function sileroFrames(
     const left = deadline === undefined ? undefined : Math.ceil(deadline - performance.now())
     if (left !== undefined && left <= 0) throw new TimeoutError(`The VAD model did not finish the file within ${timeoutMs} ms`)
     const inputs = filled === chunkFrames ? buffer : buffer.subarray(0, filled * SILERO_INPUT)
-    const result = await registry.runVadSequence(model, inputs, state, { signal, timeoutMs: left })
+    const result = await registry.runVadSequence(model, inputs, state, { signal, owner, timeoutMs: left })
     state = result.state
     for (const p of result.probabilities) values.push(p)
   }
@@ -149,6 +151,8 @@ export async function sileroFrames(
 
 export interface DetectOptions extends Partial<ResolvedVadOptions> {
   signal?: AbortSignal
+  /** The API key asking (see CallOptions.owner). */
+  owner?: string
   /** Longest audio accepted; checked from the header before any sample is read. */
   maxSeconds?: number
   model?: string
@@ -184,6 +188,7 @@ export async function detectSpeech(registry: Registry, bytes: Uint8Array, option
     fallback = 'auto',
     timeoutMs,
     signal,
+    owner,
     maxSeconds,
     model = VAD_MODEL,
   } = options
@@ -199,7 +204,7 @@ export async function detectSpeech(registry: Registry, bytes: Uint8Array, option
         { path: '/timeout_ms', message: `timeout_ms must be at most ${meta.limits.max_timeout_ms}` },
       ])
     used = { name: model, version: meta.version }
-    probs = await sileroFrames(registry, bytes, info, { signal, timeoutMs, model })
+    probs = await sileroFrames(registry, bytes, info, { signal, owner, timeoutMs, model })
   } catch (error) {
     if (fallback === 'never' || !isModelUnavailable(error) || signal?.aborted) throw error
     mode = 'fallback-energy'

@@ -1,14 +1,17 @@
-import { ProcessingError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
+import { ProcessingError, RateLimitedError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
+import { RunTimes, TerminationBudget, terminationGraceMs, timeoutFloorMs } from './overrun'
 import type { Feeds } from './tensors'
 import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
 
 /**
- * A fixed number of inference workers, each running one request at a time (a timed-out run is
- * stopped by terminating its worker, which must then take no one else down with it; a native
- * run, which terminate() cannot stop, is abandoned to finish instead). Requests
- * beyond the free workers wait in a bounded FIFO queue. The pool keeps itself at full strength:
- * workers that time out, crash, run too often or grow too large are replaced and reload every model.
+ * A fixed number of inference workers, each running one request at a time. Requests beyond the free
+ * workers wait in a bounded FIFO queue. When a caller gives up (timeout or abort), a queued request is
+ * dropped; a running one answers the caller at once but its run may finish within a grace derived from the
+ * model's measured run times, keeping the worker. Only a run past that grace is stopped, by terminating its
+ * worker (a native run, which terminate() cannot stop, is abandoned to finish instead), and each API key may
+ * cause only so many such stops a minute. The pool keeps itself at full strength: workers that are stopped,
+ * crash, run too often or grow too large are replaced and reload every model.
  */
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'draining'
@@ -26,17 +29,20 @@ export type LoadReport =
   | { ok: false; reason: string; attempts: BackendAttempt[] }
 
 export interface RunOptions {
-  /** Whole budget, queue wait included. */
+  /** Whole budget, queue wait included; raised to the model's floor (see timeoutFloorMs). */
   timeoutMs: number
   signal?: AbortSignal
+  /** Who asked (an API key id): worker terminations their cancelled runs cause are charged to them. */
+  owner?: string
   /** Output names to compute; all when absent. */
   outputs?: string[]
 }
 
 export interface SequenceOptions {
-  /** Whole budget, queue wait included. */
+  /** Whole budget, queue wait included; raised to the model's floor (see timeoutFloorMs). */
   timeoutMs: number
   signal?: AbortSignal
+  owner?: string
   sampleRate?: number
 }
 
@@ -71,6 +77,10 @@ export interface PoolStats {
   workers: WorkerStats[]
   /** Workers taken out of service mid-run on a backend that cannot be interrupted, still finishing that run (each keeps a core busy). */
   abandoned: number
+  /** Runs whose caller had gone that finished within their grace: the result was dropped, the worker kept. */
+  discarded: number
+  /** Workers terminated (on cpu: abandoned) because a run whose caller had gone outlived its grace. */
+  terminations: number
   queueDepth: number
   queueMax: number
 }
@@ -83,6 +93,10 @@ export interface PoolOptions {
   recycleAfter?: number
   /** Replace a worker once its heap passes this many MiB; 0 never. */
   maxHeapMb?: number
+  /** Least grace a run whose caller has gone gets before its worker is stopped. */
+  terminationGraceMinMs?: number
+  /** Worker terminations each owner may cause per minute; past it their requests answer 429. 0: no limit. */
+  terminationsPerKeyPerMin?: number
   logger?: Logger
   /** Worker script; tests substitute one that misbehaves. */
   workerUrl?: URL
@@ -109,7 +123,13 @@ interface Job {
   model: string
   /** Dropped once posted: its buffers then belong to the worker. */
   work?: Work
+  /** run or vad-sequence: their run times are measured apart. */
+  kind: Work['type']
+  owner?: string
   timeoutMs: number
+  /** The caller has been answered (timeout or abort) while the run goes on; its result will be dropped. */
+  orphaned: boolean
+  graceTimer?: ReturnType<typeof setTimeout>
   enqueuedAt: number
   startedAt?: number
   slot?: Slot
@@ -195,11 +215,25 @@ function transferList(work: Work): Transferable[] {
  * const { outputs } = await pool.run('silero-vad', feeds, { timeoutMs: 1000 })
  */
 export function createPool(options: PoolOptions): Pool {
-  const { size, queueMax, recycleAfter = 0, maxHeapMb = 0, logger, workerUrl = DEFAULT_WORKER_URL, onRun } = options
+  const {
+    size,
+    queueMax,
+    recycleAfter = 0,
+    maxHeapMb = 0,
+    terminationGraceMinMs = 50,
+    terminationsPerKeyPerMin = 0,
+    logger,
+    workerUrl = DEFAULT_WORKER_URL,
+    onRun,
+  } = options
   const slots: Slot[] = []
   const queue: Job[] = []
   const specs = new Map<string, ModelSpec>()
   const abandoned = new Set<Slot>()
+  const runTimes = new Map<string, RunTimes>()
+  const budget = terminationsPerKeyPerMin > 0 ? new TerminationBudget(terminationsPerKeyPerMin) : undefined
+  let discarded = 0
+  let terminations = 0
   let nextSlotId = 1
   let nextJobId = 1
   let crashStreak = 0
@@ -295,6 +329,7 @@ export function createPool(options: PoolOptions): Pool {
 
   function retire(slot: Slot): void {
     slot.dead = true
+    for (const job of slot.inflight.values()) clearTimeout(job.graceTimer)
     if (slot.uninterruptible) abandon(slot)
     else slot.worker.terminate()
     slots.splice(slots.indexOf(slot), 1)
@@ -336,6 +371,18 @@ export function createPool(options: PoolOptions): Pool {
     if (!closed && !slot.retiring) spawn(Math.min(100 * 2 ** (crashStreak - 1), MAX_RESTART_DELAY_MS), slot.succeeds)
   }
 
+  /** Run times of one model and kind of work (a VAD sequence is many frames, a run usually one). */
+  function timesOf(model: string, kind: Work['type']): RunTimes | undefined {
+    return runTimes.get(`${kind}:${model}`)
+  }
+
+  function record(job: Job, inferenceMs: number): void {
+    const key = `${job.kind}:${job.model}`
+    const times = runTimes.get(key) ?? new RunTimes()
+    runTimes.set(key, times)
+    times.record(inferenceMs)
+  }
+
   function finish(slot: Slot, message: Extract<FromWorker, { type: 'result' | 'failed' }>): void {
     const job = slot.inflight.get(message.id)
     slot.heapBytes = message.heapBytes
@@ -344,7 +391,13 @@ export function createPool(options: PoolOptions): Pool {
     slot.uninterruptible = false
     slot.runs++
     crashStreak = 0
-    if (message.type === 'result') {
+    // Overrun runs count too: the grace they are measured for exists to let such runs finish.
+    if (message.type === 'result') record(job, message.inferenceMs)
+    if (job.orphaned) {
+      clearTimeout(job.graceTimer)
+      discarded++
+      logger?.debug({ worker: slot.id, model: job.model }, 'a run finished within its grace after its caller gave up; worker kept')
+    } else if (message.type === 'result') {
       const queueMs = job.startedAt! - job.enqueuedAt
       job.resolve({ outputs: message.outputs, queueMs, inferenceMs: message.inferenceMs, workerId: slot.id })
       onRun?.({ model: job.model, outcome: 'ok', queueMs, inferenceMs: message.inferenceMs })
@@ -411,24 +464,58 @@ export function createPool(options: PoolOptions): Pool {
   }
 
   function run(model: string, feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
-    const { timeoutMs, signal, outputs } = runOptions
-    return submit(model, { type: 'run', feeds, outputs }, timeoutMs, signal)
+    const { outputs, ...rest } = runOptions
+    return submit(model, { type: 'run', feeds, outputs }, rest)
   }
 
   function runVadSequence(model: string, inputs: Float32Array, state: Float32Array, sequenceOptions: SequenceOptions): Promise<RunResult> {
-    const { timeoutMs, signal, sampleRate = 16000 } = sequenceOptions
-    return submit(model, { type: 'vad-sequence', inputs, state, sampleRate }, timeoutMs, signal)
+    const { sampleRate = 16000, ...rest } = sequenceOptions
+    return submit(model, { type: 'vad-sequence', inputs, state, sampleRate }, rest)
   }
 
-  /** Every kind of work shares one queue, worker choice, timeout, abort and recycling. */
-  function submit(model: string, work: Work, timeoutMs: number, signal?: AbortSignal): Promise<RunResult> {
+  /** Stop the worker of a run whose caller has gone and whose grace ran out, charging whoever asked for it. */
+  function stopOverrun(slot: Slot, job: Job, graceMs: number): void {
+    if (slot.dead || slot.inflight.get(job.id) !== job) return
+    terminations++
+    if (job.owner) budget?.charge(job.owner, performance.now())
+    logger?.warn(
+      { worker: slot.id, model: job.model, owner: job.owner, grace_ms: graceMs },
+      'a run outlived its grace after its caller gave up; replacing its worker',
+    )
+    replace(slot, 'a cancelled run outlived its grace')
+  }
+
+  /** Refuse an owner who has spent their budget of worker terminations (see TerminationBudget). */
+  function overBudget(owner: string | undefined): RateLimitedError | undefined {
+    if (!owner || !budget) return undefined
+    const waitMs = budget.retryAfterMs(owner, performance.now())
+    if (waitMs <= 0) return undefined
+    return new RateLimitedError(
+      'inference-terminations',
+      Math.ceil(waitMs / 1000),
+      {},
+      `This API key's cancelled or timed-out requests made the server terminate ${terminationsPerKeyPerMin} inference workers within a minute; ` +
+        'give runs a timeout they can meet and retry later',
+    )
+  }
+
+  /** Every kind of work shares one queue, worker choice, timeout, abort, grace and recycling. */
+  function submit(model: string, work: Work, callOptions: Omit<RunOptions, 'outputs'>): Promise<RunResult> {
+    const { signal, owner } = callOptions
     if (closed) return Promise.reject(new ServiceUnavailableError('The inference pool is shutting down', 5))
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     if (!specs.has(model)) return Promise.reject(new ServiceUnavailableError(`Model "${model}" is not loaded`, 5))
+    const refused = overBudget(owner)
+    if (refused) return Promise.reject(refused)
+    // A budget shorter than a few typical runs can only time out, and every such timeout would cost a grace.
+    const timeoutMs = Math.max(callOptions.timeoutMs, timeoutFloorMs(timesOf(model, work.type)))
+    const raised = timeoutMs > callOptions.timeoutMs ? { requested_timeout_ms: callOptions.timeoutMs } : {}
     return new Promise<RunResult>((resolve, reject) => {
       const enqueuedAt = performance.now()
       let timer: ReturnType<typeof setTimeout> | undefined
+      let settled = false
       const settle = () => {
+        settled = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
       }
@@ -436,13 +523,18 @@ export function createPool(options: PoolOptions): Pool {
         id: nextJobId++,
         model,
         work,
+        kind: work.type,
+        owner,
         timeoutMs,
+        orphaned: false,
         enqueuedAt,
         resolve(result) {
+          if (settled) return
           settle()
           resolve(result)
         },
         fail(error, outcome) {
+          if (settled) return
           settle()
           const queueMs = (job.startedAt ?? performance.now()) - enqueuedAt
           onRun?.({ model, outcome, queueMs, inferenceMs: 0 })
@@ -457,18 +549,24 @@ export function createPool(options: PoolOptions): Pool {
           return
         }
         const slot = job.slot
-        if (!slot?.inflight.has(job.id)) return
-        slot.inflight.delete(job.id)
+        if (!slot?.inflight.has(job.id) || job.orphaned) return
+        // The caller hears now; the worker is only stopped if the run is still going once its grace is over.
         job.fail(error, outcome)
-        logger?.warn({ worker: slot.id, model, outcome }, 'stopping a running inference by replacing its worker')
-        replace(slot, outcome === 'timeout' ? 'a run timed out' : 'a run was cancelled')
+        job.orphaned = true
+        const graceMs = terminationGraceMs(timesOf(model, job.kind), terminationGraceMinMs)
+        job.graceTimer = setTimeout(function onGraceOver() {
+          stopOverrun(slot, job, graceMs)
+        }, graceMs)
       }
       function onAbort() {
         stop(abortReason(signal!), 'aborted')
       }
       timer = setTimeout(function onTimeout() {
         const stage = job.slot ? 'running' : 'queued'
-        stop(new TimeoutError(`Model "${model}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage }), 'timeout')
+        stop(
+          new TimeoutError(`Model "${model}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage, ...raised }),
+          'timeout',
+        )
       }, timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
 
@@ -511,6 +609,8 @@ export function createPool(options: PoolOptions): Pool {
     return {
       size,
       abandoned: abandoned.size,
+      discarded,
+      terminations,
       queueDepth: queue.length,
       queueMax,
       workers: slots.map((s) => ({ id: s.id, state: s.state, runs: s.runs, inflight: s.inflight.size, heapBytes: s.heapBytes })),

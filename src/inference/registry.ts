@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { t } from 'elysia'
 import type { Config } from '../config'
-import { NotFoundError, ServiceUnavailableError, ValidationError } from '../errors'
+import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
 import { loadManifest, type Manifest } from './manifest'
 import { createPool, type Pool, type PoolOptions, type RunResult } from './pool'
@@ -60,6 +60,8 @@ export type RegistryConfig = Pick<
   | 'INFERENCE_WORKERS'
   | 'INFERENCE_QUEUE_MAX'
   | 'INFERENCE_MAX_TIMEOUT_MS'
+  | 'INFERENCE_TERMINATION_GRACE_MIN_MS'
+  | 'INFERENCE_TERMINATIONS_PER_KEY_PER_MIN'
   | 'INFERENCE_MAX_ELEMENTS'
   | 'WORKER_RECYCLE_AFTER'
   | 'WORKER_MAX_HEAP_MB'
@@ -81,8 +83,13 @@ export interface RegistryOptions {
 
 export interface CallOptions {
   signal?: AbortSignal
-  /** Budget in ms (queue wait included); defaults to the manifest's, capped at INFERENCE_MAX_TIMEOUT_MS. */
+  /**
+   * Budget in ms (queue wait included); defaults to the manifest's, capped at INFERENCE_MAX_TIMEOUT_MS. The pool
+   * raises one below 4 typical runs of the model to that floor.
+   */
   timeoutMs?: number
+  /** The API key asking: worker terminations its cancelled runs cause count against its budget. */
+  owner?: string
 }
 
 export interface VadSequenceResult {
@@ -171,6 +178,8 @@ export function createRegistry(options: RegistryOptions): Registry {
       queueMax: config.INFERENCE_QUEUE_MAX,
       recycleAfter: config.WORKER_RECYCLE_AFTER,
       maxHeapMb: config.WORKER_MAX_HEAP_MB,
+      terminationGraceMinMs: config.INFERENCE_TERMINATION_GRACE_MIN_MS,
+      terminationsPerKeyPerMin: config.INFERENCE_TERMINATIONS_PER_KEY_PER_MIN,
       logger,
       onRun,
     })
@@ -325,8 +334,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     try {
       await healthProbe(name, () => warmup(entry))
     } catch (error) {
-      // A full queue says the service is busy, not that the model is broken.
+      // A full queue, or a worker replaced under the probe, says the service is busy, not that the model is broken.
       if (error instanceof ServiceUnavailableError) return
+      // So does a probe that never reached a worker: they may all be finishing, or replacing, runs whose callers
+      // gave up. Only a probe that ran and overran speaks about the model.
+      if (error instanceof TimeoutError && (error.details as { stage?: string } | undefined)?.stage === 'queued') return
       if (entry.info.status !== 'unhealthy') logger.warn({ model: name, reason: message(error) }, 'model health probe failed')
       entry.info.status = 'unhealthy'
       entry.info.reason = `health probe failed: ${message(error)}`
@@ -394,7 +406,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs ?? request.parameters?.timeout_ms, '/parameters/timeout_ms')
     const feeds = feedsOf(name, entry, request)
     const wanted = request.outputs?.map((o) => o.name)
-    const result = await pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, outputs: wanted })
+    const result = await pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner, outputs: wanted })
     const order = wanted ?? entry.outputs.map((o) => o.name)
     return {
       model_name: name,
@@ -408,7 +420,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   async function runRaw(name: string, feeds: Feeds, callOptions: CallOptions = {}): Promise<RunResult> {
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs, '/timeout_ms')
-    return pool.run(name, feeds, { timeoutMs, signal: callOptions.signal })
+    return pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner })
   }
 
   async function runVadSequence(
@@ -422,7 +434,11 @@ export function createRegistry(options: RegistryOptions): Registry {
     if (state.length !== SILERO_STATE) throw new RangeError(`Silero needs a state of ${SILERO_STATE} floats, not ${state.length}`)
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs, '/timeout_ms')
-    const { outputs, queueMs, inferenceMs } = await pool.runVadSequence(name, inputs, state, { timeoutMs, signal: callOptions.signal })
+    const { outputs, queueMs, inferenceMs } = await pool.runVadSequence(name, inputs, state, {
+      timeoutMs,
+      signal: callOptions.signal,
+      owner: callOptions.owner,
+    })
     return { probabilities: outputs.output!.data as Float32Array, state: outputs.stateN!.data as Float32Array, queueMs, inferenceMs }
   }
 

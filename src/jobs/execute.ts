@@ -10,10 +10,15 @@ import type { Job } from './queue'
  * would have segmented (its length was checked when it was accepted), through the same registry and checks.
  */
 export async function executeJob(registry: Registry, job: Job, signal: AbortSignal): Promise<unknown> {
-  if (job.task === 'infer') return registry.infer(job.model, job.input as InferRequest, { signal })
+  if (job.task === 'infer') return registry.infer(job.model, job.input as InferRequest, { signal, owner: job.ownerKeyId })
   if (job.task === 'vad') {
     if (!job.inputBytes) throw new ValidationError('This vad job holds no audio')
-    const outcome = await detectSpeech(registry, job.inputBytes, { ...resolveVadOptions(job.parameters), signal, model: job.model })
+    const outcome = await detectSpeech(registry, job.inputBytes, {
+      ...resolveVadOptions(job.parameters),
+      signal,
+      owner: job.ownerKeyId,
+      model: job.model,
+    })
     return outcome.message === undefined ? outcome.data : { ...outcome.data, message: outcome.message }
   }
   throw new ValidationError(`Job task "${job.task}" has no executor in this process`)

@@ -28,6 +28,8 @@ export interface MetricsCollectors {
   models?: () => readonly { name: string; status: string; backend?: string | null }[]
   /** Workers taken out of service mid-run on a backend that cannot be interrupted, still finishing that run. */
   abandonedWorkers?: () => number
+  /** Since start: runs whose caller had gone that finished within their grace, and workers terminated for outliving it. */
+  overruns?: () => { discarded: number; terminations: number }
   /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
   jobs?: () => Record<string, number> | Promise<Record<string, number>>
   dbPool?: () => { inUse: number; idle: number }
@@ -161,6 +163,24 @@ export function createMetrics(options: MetricsOptions = {}) {
       async collect() {
         const read = collect.abandonedWorkers
         if (read) await guarded('abandoned_workers', this, read, (count: number) => this.set(count))
+      },
+    }),
+    discardedRuns: new Counter({
+      name: 'inference_runs_discarded_total',
+      help: 'Runs whose caller gave up (timeout or disconnect) that finished within their grace: result dropped, worker kept',
+      registers,
+      async collect() {
+        const read = collect.overruns
+        if (read) await guarded('overruns', this, read, (counts: ReturnType<typeof read>) => this.inc(counts.discarded))
+      },
+    }),
+    workerTerminations: new Counter({
+      name: 'inference_worker_terminations_total',
+      help: 'Workers terminated (abandoned on cpu) and replaced because a run whose caller gave up outlived its grace',
+      registers,
+      async collect() {
+        const read = collect.overruns
+        if (read) await guarded('overruns', this, read, (counts: ReturnType<typeof read>) => this.inc(counts.terminations))
       },
     }),
     workerHeap: new Gauge({

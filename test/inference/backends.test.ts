@@ -205,13 +205,17 @@ describe('timeouts on cpu', () => {
     // Bounded work (about 25 slices, seconds, not minutes): the abandoned run keeps a core busy to its end.
     const slice = await timed(() => pool!.run('slow', slowFeeds(200_000n), { timeoutMs: 60_000 }))
     const unstoppedMs = slice.ms * 25
+    // Typical runs are short, so the slice is not what the pool's timeout floor and grace are measured from.
+    for (let i = 0; i < 3; i++) await pool.run('slow', slowFeeds(1n), { timeoutMs: 60_000 })
     const before = pool.stats().workers.map((w) => w.id)
     const stopped = await timed(() => pool!.run('slow', slowFeeds(5_000_000n), { timeoutMs: 150 }).catch((e) => e))
     expect(stopped.value).toBeInstanceOf(TimeoutError)
-    expect(stopped.value.details).toEqual({ timeout_ms: 150, stage: 'running' })
+    expect(stopped.value.details.stage).toBe('running')
     expect(stopped.ms).toBeLessThan(unstoppedMs / 20)
-    // The caller is answered and a replacement serves, while the old thread is still inside session.run.
-    expect(pool.stats().abandoned).toBe(1)
+    // Once the run outlives its grace, the caller long answered, a replacement serves while the old thread is
+    // still inside session.run.
+    await until(() => pool!.stats().abandoned === 1)
+    expect(pool.stats().terminations).toBe(1)
     const results = await Promise.all([1, 2, 3].map((v) => pool!.run('arith', arithFeeds([v, 0, 0, 0]), { timeoutMs: ENOUGH_MS })))
     expect(results.map((r) => r.outputs.y!.data[0])).toEqual([3, 5, 7])
     await until(() => pool!.stats().workers.length === 2 && pool!.stats().workers.every((w) => w.state === 'idle'))

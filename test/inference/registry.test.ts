@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
 import { checkManifest, loadManifest } from '../../src/inference/manifest'
 import { createRegistry, type Registry } from '../../src/inference/registry'
-import { backendOrder, expectedBackend, FIXTURES, registryConfig, silent } from './helpers'
+import { backendOrder, expectedBackend, FIXTURES, registryConfig, silent, until } from './helpers'
 
 const arithRequest = (x = [1, 2, 3, 4], n: (number | string)[] = [10, -3]) => ({
   id: 'req-1',
@@ -138,6 +138,33 @@ describe('model registry with the fixture models', () => {
     sick = false
     await registry.checkHealth()
     expect(registry.get('dynbatch')).toMatchObject({ status: 'ready', reason: null })
+  })
+})
+
+describe('model health probe', () => {
+  it('leaves models ready when the probe waits behind, or lands during, a deliberate worker replacement', async () => {
+    // One wasm worker: every probe queues behind the long run, and terminating it replaces the only worker.
+    const registry = createRegistry({ config: registryConfig({ INFERENCE_WORKERS: 1 }), logger: silent, backendOrder: () => ['wasm'] })
+    await registry.start()
+    try {
+      const iters = { name: 'iters', shape: [], datatype: 'INT64', data: [100_000_000] }
+      const h0 = { name: 'h0', shape: [1, 64], datatype: 'FP32', data: Array(64).fill(0.5) }
+      const long = registry.infer('slow', { inputs: [iters, h0], parameters: { timeout_ms: 2000 } }, { owner: 'a' }).catch((e) => e)
+      await until(() => registry.pool.stats().workers[0]?.state === 'busy')
+      await registry.checkHealth()
+      expect(await long).toBeInstanceOf(TimeoutError)
+      await until(() => registry.pool.stats().terminations === 1)
+      // This round queues while the replacement reloads every model.
+      await registry.checkHealth()
+      const status = Object.fromEntries(registry.list().map((m) => [m.name, m.status]))
+      expect(status).toMatchObject({ arith: 'ready', dynbatch: 'ready', slow: 'ready' })
+      // Once a worker is free the probes run and pass.
+      await until(() => registry.pool.stats().workers[0]?.state === 'idle')
+      await registry.checkHealth()
+      expect(registry.list().every((m) => m.status === 'ready' || m.status === 'failed')).toBe(true)
+    } finally {
+      await registry.stop()
+    }
   })
 })
 

@@ -129,6 +129,8 @@ describe('metrics content', () => {
     expect(series(text, 'model_backend_info', { model: 'arith', backend: expectedBackend })).toBe(1)
     expect(series(text, 'model_backend_info', { model: 'corrupt' })).toBeUndefined()
     expect(series(text, 'inference_workers_abandoned')).toBe(0)
+    expect(series(text, 'inference_worker_terminations_total')).toBe(0)
+    expect(series(text, 'inference_runs_discarded_total')).toBe(0)
     expect(series(text, 'inference_duration_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
     expect(series(text, 'inference_queue_wait_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
   })

@@ -157,7 +157,12 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
           )
           return acceptedAsJob(set, answer)
         }
-        const outcome = await detectSpeech(registry, bytes, { ...options, signal: request.signal, maxSeconds: config.MAX_AUDIO_SECONDS })
+        const outcome = await detectSpeech(registry, bytes, {
+          ...options,
+          signal: request.signal,
+          owner: principal.id,
+          maxSeconds: config.MAX_AUDIO_SECONDS,
+        })
         return ok(outcome.data, { message: outcome.message })
       },
       {

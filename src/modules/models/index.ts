@@ -52,7 +52,7 @@ export const modelsModule = ({ registry, jobs, keys, limiter, logger, maxBatch }
           )
           return acceptedAsJob(set, answer)
         }
-        return ok(await registry.infer(params.name, body, { signal: request.signal }))
+        return ok(await registry.infer(params.name, body, { signal: request.signal, owner: principal.id }))
       },
       {
         auth: 'inference',
@@ -75,13 +75,13 @@ export const modelsModule = ({ registry, jobs, keys, limiter, logger, maxBatch }
     )
     .post(
       '/:name/infer/batch',
-      async function inferMany({ params, body, request }) {
+      async function inferMany({ params, body, principal, request }) {
         registry.get(params.name)
         if (body.requests.length > maxBatch)
           throw new ValidationError(`A batch holds at most ${maxBatch} requests`, [
             { path: '/requests', message: `send ${maxBatch} or fewer` },
           ])
-        const outcome = await inferBatch(registry, params.name, body.requests, request.signal)
+        const outcome = await inferBatch(registry, params.name, body.requests, { signal: request.signal, owner: principal.id })
         return ok(outcome.data, { message: outcome.message, errors: outcome.errors })
       },
       {

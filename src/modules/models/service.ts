@@ -1,7 +1,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { ItemError } from '../../envelope'
 import { AppError, ValidationError } from '../../errors'
-import type { Registry } from '../../inference/registry'
+import type { CallOptions, Registry } from '../../inference/registry'
 import { type InferRequest, InferRequestSchema, type InferResult } from '../../inference/tensors'
 
 const checkRequest = TypeCompiler.Compile(InferRequestSchema)
@@ -21,12 +21,12 @@ export type BatchItem =
  * Run every request of a batch on its own: one bad or failing item never sinks the others.
  * Items run concurrently, so the pool spreads them over its workers.
  */
-export async function inferBatch(registry: Registry, name: string, requests: unknown[], signal?: AbortSignal) {
+export async function inferBatch(registry: Registry, name: string, requests: unknown[], call: Pick<CallOptions, 'signal' | 'owner'> = {}) {
   const items: BatchItem[] = await Promise.all(
     requests.map(async (raw, index): Promise<BatchItem> => {
       try {
         // Paths inside an item's error are relative to that item (its index says which).
-        return { index, status: 'succeeded', result: await registry.infer(name, parseBatchItem(raw, index), { signal }) }
+        return { index, status: 'succeeded', result: await registry.infer(name, parseBatchItem(raw, index), call) }
       } catch (error) {
         const known = error instanceof AppError ? error : new AppError('PROCESSING_ERROR', 'The model failed on this item')
         return {
