@@ -14,21 +14,43 @@ export const GRACE_P99_RUNS = 4
 /** The window of the per-key termination budget. */
 export const TERMINATION_BUDGET_WINDOW_MS = 60_000
 
-/** The last RUN_TIME_WINDOW run times of one model, in ms. */
+/** Index of the first element of ascending `values` that is not below `value`. */
+function lowerBound(values: number[], value: number): number {
+  let lo = 0
+  let hi = values.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (values[mid]! < value) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/**
+ * The last RUN_TIME_WINDOW run times of one model, in ms. Every request reads a percentile (its timeout floor),
+ * so the window is also kept sorted as runs are recorded: a read is a lookup, not a sort.
+ */
 export class RunTimes {
+  /** In arrival order, a ring. */
   private readonly recent: number[] = []
+  /** The same values, ascending. */
+  private readonly sorted: number[] = []
   private next = 0
 
   record(ms: number): void {
     if (this.recent.length < RUN_TIME_WINDOW) this.recent.push(ms)
-    else this.recent[this.next] = ms
+    else {
+      this.sorted.splice(lowerBound(this.sorted, this.recent[this.next]!), 1)
+      this.recent[this.next] = ms
+    }
+    this.sorted.splice(lowerBound(this.sorted, ms), 0, ms)
     this.next = (this.next + 1) % RUN_TIME_WINDOW
   }
 
   /** Nearest-rank percentile of the window; 0 before any run. */
   percentile(p: number): number {
-    if (!this.recent.length) return 0
-    const sorted = [...this.recent].sort((a, b) => a - b)
+    const { sorted } = this
+    if (!sorted.length) return 0
     return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
   }
 }

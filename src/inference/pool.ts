@@ -377,9 +377,11 @@ export function createPool(options: PoolOptions): Pool {
   }
 
   function record(job: Job, inferenceMs: number): void {
-    const key = `${job.kind}:${job.model}`
-    const times = runTimes.get(key) ?? new RunTimes()
-    runTimes.set(key, times)
+    let times = timesOf(job.model, job.kind)
+    if (!times) {
+      times = new RunTimes()
+      runTimes.set(`${job.kind}:${job.model}`, times)
+    }
     times.record(inferenceMs)
   }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'bun:test'
+import fc from 'fast-check'
 import {
   GRACE_P99_RUNS,
   RUN_TIME_WINDOW,
@@ -23,6 +24,20 @@ describe('run times of a model', () => {
     for (let i = 0; i < RUN_TIME_WINDOW; i++) recent.record(1)
     expect(recent.percentile(99)).toBe(1)
     expect(new RunTimes().percentile(99)).toBe(0)
+  })
+
+  it('reads the same percentiles as sorting the last window of runs, for any sequence of runs', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 1e4, noNaN: true }), { maxLength: 3 * RUN_TIME_WINDOW }),
+        fc.integer({ min: 1, max: 100 }),
+        (values, p) => {
+          const window = values.slice(-RUN_TIME_WINDOW).sort((a, b) => a - b)
+          const expected = window.length ? window[Math.min(window.length - 1, Math.ceil((p / 100) * window.length) - 1)] : 0
+          expect(times(values).percentile(p)).toBe(expected!)
+        },
+      ),
+    )
   })
 
   it('raises a timeout shorter than four typical runs to that floor', () => {
