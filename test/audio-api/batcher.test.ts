@@ -148,7 +148,9 @@ describe('the model timing out', () => {
     const bytes = await fixture('speech_16k_mono_s16_long.wav')
     const outcome = await detectSpeech(t.deps.registry, bytes, { timeoutMs: 1 })
     expect(outcome.data.mode).toBe('fallback-energy')
-    expect(outcome.message).toContain('within 1 ms')
+    // The message names the budget that ran out: the file's 1 ms, or the floor the pool raises a budget below a few
+    // typical runs to, which depends on the runs before this one.
+    expect(outcome.message).toMatch(/within \d+ ms/)
     await expect(detectSpeech(t.deps.registry, bytes, { timeoutMs: 1, fallback: 'never' })).rejects.toMatchObject({ code: 'TIMEOUT_ERROR' })
     const info = readAudioInfo(bytes)
     await expect(sileroFrames(t.deps.registry, bytes, info, { model: 'nope' })).rejects.toMatchObject({ code: 'NOT_FOUND' })
