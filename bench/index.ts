@@ -15,6 +15,7 @@ const BENCHMARKS = {
   jobs: { file: 'jobs.ts', run: 'benchJobs' },
   vad: { file: 'vad.ts', run: 'benchVad' },
   churn: { file: 'churn.ts', run: 'benchChurn' },
+  hop: { file: 'hop.ts', run: 'benchHop' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

@@ -1,0 +1,118 @@
+/**
+ * The hand-off between the main thread and an inference worker, with no model in the way: one Silero frame's
+ * feeds (input [1,576] FP32, state [2,1,128] FP32, sr INT64) go out and come back.
+ *
+ * - raw postMessage: a bare worker echoing the feeds by structured clone (the floor the issue measured);
+ * - raw transfer: the same with the buffers transferred;
+ * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts);
+ * - pool.run, real worker: the real pool and worker on the arith test model and on Silero, with the time the
+ *   worker reports for the run itself shown beside it.
+ *
+ * Paths are interleaved in chunks so a noisy moment hits all of them.
+ *
+ *   bun bench/index.ts hop     (HOP_N=20000)
+ */
+import { createPool } from '../src/inference/pool'
+import { packVadBatch, SILERO_INPUT, SILERO_STATE } from '../src/inference/vad-batch'
+import { col, envInt, goal, percentile, ROOT, WebWorker } from './lib'
+
+const samples = Float32Array.from({ length: SILERO_INPUT }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
+const arithFeeds = () => ({
+  x: { type: 'float32' as const, data: Float32Array.of(1, 2, 3, 4), dims: [1, 4] },
+  n: { type: 'int64' as const, data: BigInt64Array.of(1n, 2n), dims: [1, 2] },
+})
+
+const RAW_ECHO = `
+onmessage = (event) => {
+  const { transfer, feeds } = event.data
+  postMessage(event.data, transfer ? Object.values(feeds).map((t) => t.data.buffer) : [])
+}
+`
+
+function rawEcho() {
+  const url = URL.createObjectURL(new Blob([RAW_ECHO], { type: 'application/javascript' }))
+  const worker = new WebWorker(url)
+  let waiting: (() => void) | undefined
+  worker.addEventListener('message', () => waiting?.())
+  return {
+    roundTrip(transfer: boolean): Promise<void> {
+      const message = { transfer, feeds: feeds() }
+      return new Promise((resolve) => {
+        waiting = resolve
+        const buffers = transfer ? Object.values(message.feeds).map((t) => t.data.buffer as ArrayBuffer) : []
+        worker.postMessage(message, buffers)
+      })
+    },
+    close: () => worker.terminate(),
+  }
+}
+
+export async function benchHop(): Promise<void> {
+  const n = envInt('HOP_N', 20000)
+  const raw = rawEcho()
+  const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: new URL('./echo-worker.ts', import.meta.url) })
+  const realPool = createPool({ size: 1, queueMax: 16 })
+  const sileroPool = createPool({ size: 1, queueMax: 16 })
+  try {
+    const echoLoad = await echoPool.load({ name: 'echo', bytes: new Uint8Array(), backends: ['echo'] })
+    const bytes = new Uint8Array(await Bun.file(`${ROOT}test/fixtures/models/arith/model.onnx`).arrayBuffer())
+    const realLoad = await realPool.load({ name: 'arith', bytes, backends: ['cpu', 'wasm'] })
+    const silero = new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer())
+    const sileroLoad = await sileroPool.load({ name: 'silero-vad', bytes: silero, backends: ['cpu', 'wasm'] })
+    if (!echoLoad.ok || !realLoad.ok || !sileroLoad.ok) throw new Error('a pool did not load')
+    const inside: number[] = []
+    const insideSilero: number[] = []
+    const paths: Record<string, () => Promise<unknown>> = {
+      'raw postMessage (structured clone)': () => raw.roundTrip(false),
+      'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
+      'pool.run, echo worker (no model)': () => echoPool.run('echo', feeds(), { timeoutMs: 10_000 }),
+      [`pool.run, real worker, arith on ${realLoad.backend}`]: async () => {
+        const result = await realPool.run('arith', arithFeeds(), { timeoutMs: 10_000 })
+        inside.push(result.inferenceMs)
+      },
+      [`pool.run, real worker, Silero on ${sileroLoad.backend}`]: async () => {
+        const result = await sileroPool.run('silero-vad', feeds(), { timeoutMs: 10_000 })
+        insideSilero.push(result.inferenceMs)
+      },
+    }
+    const times: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((k) => [k, []]))
+    for (const run of Object.values(paths)) for (let i = 0; i < 2000; i++) await run()
+    inside.length = 0
+    insideSilero.length = 0
+    const chunk = 500
+    for (let done = 0; done < n; done += chunk) {
+      for (const [name, run] of Object.entries(paths)) {
+        for (let i = 0; i < chunk; i++) {
+          const started = performance.now()
+          await run()
+          times[name]!.push((performance.now() - started) * 1000)
+        }
+      }
+    }
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
+    console.log(`hand-off round trip main → worker → main, ${n} sequential calls per path, interleaved in chunks of ${chunk} (µs)`)
+    console.log(`  ${'path'.padEnd(48)}${col('p50', 8)}${col('p99', 8)}`)
+    const p50s: Record<string, number> = {}
+    for (const [name, xs] of Object.entries(times)) {
+      const s = sorted(xs)
+      p50s[name] = percentile(s, 50)
+      console.log(`  ${name.padEnd(48)}${col(percentile(s, 50), 8)}${col(percentile(s, 99), 8)}`)
+    }
+    for (const [label, xs] of [
+      ['arith', inside],
+      ['Silero', insideSilero],
+    ] as const) {
+      const run = sorted(xs.map((ms) => ms * 1000))
+      console.log(`  ${`  of which ${label}'s run in the real worker`.padEnd(48)}${col(percentile(run, 50), 8)}${col(percentile(run, 99), 8)}`)
+    }
+    const poolP50 = p50s['pool.run, echo worker (no model)']!
+    console.log(`  pool over raw structured clone at p50: ${(poolP50 / p50s['raw postMessage (structured clone)']!).toFixed(2)}×`)
+    console.log(`  ${goal('pool round trip p50 (echo worker), µs:', poolP50, '<=', 50, 0)}`)
+  } finally {
+    raw.close()
+    await echoPool.close()
+    await realPool.close()
+    await sileroPool.close()
+  }
+}
