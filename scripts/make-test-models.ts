@@ -200,6 +200,8 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
       backends: ['cpu', 'wasm'],
       timeout_ms: 2000,
       warmup: [{ name: 'x', shape: [2, 3], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6] }],
+      // Long enough a wait that requests sent together in a test meet in one batch.
+      batching: { max_batch_size: 8, max_delay_ms: 20 },
     },
   },
   slow: {

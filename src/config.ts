@@ -67,7 +67,6 @@ export const EnvSchema = t.Object({
   VAD_STREAM_IDLE_S: Int(30, 1),
   VAD_STREAM_MAX_S: Int(3600, 1),
   VAD_STREAM_MAX_MESSAGE_BYTES: Int(262144, 64),
-  VAD_BATCH_WINDOW_MS: Int(5, 0, 1000),
   ADMIN_API_KEY: t.Optional(t.String({ pattern: '^[A-Za-z0-9_-]{32,256}$' })),
   METRICS_TOKEN: t.Optional(t.String({ minLength: 16 })),
   AUTH_CACHE_TTL_MS: Int(5000, 0, 5000),

@@ -70,6 +70,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     config,
     logger: logger.child({ component: 'inference' }),
     onRun: metrics.observeRun,
+    onBatch: metrics.observeBatch,
     backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS),
   })
   try {

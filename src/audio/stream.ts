@@ -3,8 +3,8 @@
  *
  * The recurrent state lives here in the main thread and travels with every frame, so a worker
  * that is recycled or replaced between two frames loses nothing. Frames from concurrent streams
- * meet in a `VadBatcher`, which runs them as one batched session call (rows of input [B,512],
- * state [2,B,128]): about half the cost per frame of one call each.
+ * meet in the registry's dynamic batcher, which runs them as one batched session call (rows of
+ * input [B,576], state [2,B,128]): about half the cost per frame of one call each.
  */
 import { AppError, ProcessingError, ServiceUnavailableError, TimeoutError, UnsupportedMediaTypeError, ValidationError } from '../errors.ts'
 import type { Feeds } from '../inference/tensors.ts'
@@ -22,89 +22,18 @@ import type { ResolvedVadParams } from './params.ts'
 import { Resampler, TARGET_SAMPLE_RATE } from './resample.ts'
 import { type VadEvent, VadStream } from './vad.ts'
 
-export interface VadBatcherOptions {
-  /** Runs one batch of Silero feeds and returns its outputs (`output`, `stateN`). */
-  run: (feeds: Feeds) => Promise<Feeds>
-  /** How long the first frame of a batch waits for company. */
-  windowMs: number
-  /** A batch this full runs at once. */
-  maxBatch?: number
-  /** Batches running at once (the worker count); later frames gather into bigger batches meanwhile. */
-  maxInFlight?: number
-}
-
-interface Waiting {
-  frame: VadFrame
-  resolve(result: VadFrameResult): void
-  reject(error: unknown): void
-}
-
 /**
- * Gathers frames from concurrent streams into batched Silero runs.
+ * One stream's frame through Silero, as a batch of one: the registry's dynamic batcher (`batching` in
+ * models/silero-vad/manifest.json) stacks the frames of concurrent streams into one run, like any model's requests.
  * @example
- * const batcher = new VadBatcher({ run: async (feeds) => (await registry.runRaw('silero-vad', feeds)).outputs, windowMs: 5 })
- * const { probability, state } = await batcher.run({ samples, state })
+ * const result = await inferVadFrame(async (feeds) => (await registry.runRaw('silero-vad', feeds)).outputs, { samples, state })
  */
-export class VadBatcher {
-  private readonly options: Required<VadBatcherOptions>
-  private waiting: Waiting[] = []
-  private timer: ReturnType<typeof setTimeout> | undefined
-  private inFlight = 0
-
-  constructor(options: VadBatcherOptions) {
-    const { maxBatch = 64, maxInFlight = 2 } = options
-    this.options = { ...options, maxBatch, maxInFlight }
-  }
-
-  /** Frames waiting for a batch. */
-  get pending(): number {
-    return this.waiting.length
-  }
-
-  /** Runs one frame (inside some batch) and resolves with its probability and next state. */
-  run(frame: VadFrame): Promise<VadFrameResult> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ frame, resolve, reject })
-      if (this.waiting.length >= this.options.maxBatch) this.flush()
-      else this.timer ??= setTimeout(() => this.flush(), this.options.windowMs)
-    })
-  }
-
-  private flush(): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
-    // With every worker busy, waiting frames keep gathering; the batch that finishes first takes them.
-    if (this.inFlight >= this.options.maxInFlight || this.waiting.length === 0) return
-    const batch = this.waiting.splice(0, this.options.maxBatch)
-    this.inFlight++
-    const settle = () => {
-      this.inFlight--
-      if (this.waiting.length) this.flush()
-    }
-    let feeds: Feeds
-    try {
-      feeds = packVadBatch(batch.map((w) => w.frame))
-    } catch (error) {
-      for (const w of batch) w.reject(error)
-      settle()
-      return
-    }
-    this.options.run(feeds).then(
-      function deliver(outputs) {
-        try {
-          unpackVadBatch(outputs, batch.length).forEach((result, b) => {
-            batch[b]!.resolve(result)
-          })
-        } catch (error) {
-          for (const w of batch) w.reject(new ProcessingError('The VAD model returned an unexpected result', { cause: error }))
-        }
-        settle()
-      },
-      function failAll(error) {
-        for (const w of batch) w.reject(error)
-        settle()
-      },
-    )
+export async function inferVadFrame(run: (feeds: Feeds) => Promise<Feeds>, frame: VadFrame): Promise<VadFrameResult> {
+  const outputs = await run(packVadBatch([frame]))
+  try {
+    return unpackVadBatch(outputs, 1)[0]!
+  } catch (error) {
+    throw new ProcessingError('The VAD model returned an unexpected result', { cause: error })
   }
 }
 
@@ -122,7 +51,7 @@ export interface RealtimeVadOptions {
   params: ResolvedVadParams
   /** Emit one `probability` event per 32 ms frame. */
   probabilities?: boolean
-  /** Silero for one [context | frame] input (normally a `VadBatcher`); absent means energy detection from the start. */
+  /** Silero for one [context | frame] input (normally `inferVadFrame` on the registry); absent means energy detection from the start. */
   infer?: (frame: VadFrame) => Promise<VadFrameResult>
   /** 'auto' switches to the energy detector when the model is unavailable or slow; 'never' lets the error end the stream. */
   fallback?: 'auto' | 'never'

@@ -4,8 +4,9 @@ import { t } from 'elysia'
 import type { Config } from '../config'
 import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
+import { type Batcher, type BatcherOptions, createBatcher } from './batcher'
 import { loadManifest, type Manifest } from './manifest'
-import { createPool, type Pool, type PoolOptions, type RunResult } from './pool'
+import { createPool, type Pool, type PoolOptions, type RunOptions, type RunResult } from './pool'
 import {
   datatypeOf,
   type Feeds,
@@ -74,6 +75,8 @@ export interface RegistryOptions {
   pool?: Pool
   /** Passed to the default pool (metrics hook). */
   onRun?: PoolOptions['onRun']
+  /** Called once per batch a model's dynamic batcher sends (metrics hook). */
+  onBatch?: BatcherOptions['onBatch']
   /** Backend order for a model; defaults to its manifest's. An override for operators and tests. */
   backendOrder?: (manifest: Manifest) => string[]
   /** The health check for one model; defaults to running its warm-up. Throwing marks it unhealthy. */
@@ -133,6 +136,8 @@ interface Entry {
   manifest?: Manifest
   inputs: TensorInfo[]
   outputs: TensorInfo[]
+  /** Present when the manifest asks for dynamic batching: clients' runs go through it. */
+  batcher?: Batcher
 }
 
 /**
@@ -167,6 +172,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     config,
     logger,
     onRun,
+    onBatch,
     backendOrder = (m: Manifest) => m.backends,
     healthProbe = (_name, warmup) => warmup(),
     now = () => new Date(),
@@ -270,6 +276,16 @@ export function createRegistry(options: RegistryOptions): Registry {
     entry.info.inputs = entry.inputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.outputs = entry.outputs.map(({ name, datatype, ortType, shape }) => ({ name, datatype: datatype ?? ortType, shape }))
     entry.info.backend = report.backend
+    if (manifest.batching) {
+      const { max_batch_size, max_delay_ms, axes } = manifest.batching
+      entry.batcher = createBatcher({
+        model: manifest.name,
+        batching: { maxBatchSize: max_batch_size, maxDelayMs: max_delay_ms, axes },
+        run: (feeds, runOptions) => pool.run(manifest.name, feeds, runOptions),
+        maxInFlight: pool.stats().size,
+        onBatch,
+      })
+    }
   }
 
   async function warmUpOne(entry: Entry): Promise<void> {
@@ -401,12 +417,17 @@ export function createRegistry(options: RegistryOptions): Registry {
     feedsOf(name, entry, request)
   }
 
+  /** A client's run: through the model's dynamic batcher when it has one. */
+  function runOn(entry: Entry & { manifest: Manifest }, feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
+    return entry.batcher ? entry.batcher.run(feeds, runOptions) : pool.run(entry.manifest.name, feeds, runOptions)
+  }
+
   async function infer(name: string, request: InferRequest, callOptions: CallOptions = {}): Promise<InferResult> {
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs ?? request.parameters?.timeout_ms, '/parameters/timeout_ms')
     const feeds = feedsOf(name, entry, request)
     const wanted = request.outputs?.map((o) => o.name)
-    const result = await pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner, outputs: wanted })
+    const result = await runOn(entry, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner, outputs: wanted })
     const order = wanted ?? entry.outputs.map((o) => o.name)
     return {
       model_name: name,
@@ -420,7 +441,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   async function runRaw(name: string, feeds: Feeds, callOptions: CallOptions = {}): Promise<RunResult> {
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs, '/timeout_ms')
-    return pool.run(name, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner })
+    return runOn(entry, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner })
   }
 
   async function runVadSequence(

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Elysia, t } from 'elysia'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { responses } from '../envelope'
+import type { BatchEvent } from '../inference/batcher'
 import type { KeyService } from '../keys/service'
 import type { Logger } from '../logger'
 import { authenticate, presentedKey, refuseKeyInQuery } from './auth'
@@ -265,6 +266,29 @@ export function createMetrics(options: MetricsOptions = {}) {
     },
   })
 
+  /** Dynamic batching (src/inference/batcher.ts): how full its runs are, and what waiting for company costs. */
+  const batching = {
+    size: new Histogram({
+      name: 'inference_batch_size',
+      help: "Rows (along the batch axis) in each run a model's dynamic batcher sent, by model",
+      labelNames: ['model'] as const,
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    }),
+    queueDelay: new Histogram({
+      name: 'inference_batch_queue_delay_seconds',
+      help: "Time each request waited in its model's dynamic batcher before its run went to the pool, by model",
+      labelNames: ['model'] as const,
+      buckets: INFERENCE_BUCKETS,
+      registers,
+    }),
+  }
+  /** Feed from the registry's `onBatch`. */
+  function observeBatch(event: BatchEvent): void {
+    batching.size.observe({ model: event.model }, event.rows)
+    for (const ms of event.queueDelaysMs) batching.queueDelay.observe({ model: event.model }, ms / 1000)
+  }
+
   // Includes process_resident_memory_bytes, nodejs_heap_* and nodejs_eventloop_lag_* (perf_hooks'
   // monitorEventLoopDelay, which Bun and Deno both provide).
   if (defaultMetrics) collectDefaultMetrics({ register: registry })
@@ -278,6 +302,8 @@ export function createMetrics(options: MetricsOptions = {}) {
     rateLimitRejections,
     jobs,
     dbPool,
+    batching,
+    observeBatch,
     /** Feed from the request logger's `onResponse`. */
     observeRequest(entry: RequestObservation): void {
       const labels = {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { readAudioInfo } from '../../src/audio/decode'
 import { detectSpeech, frames16k, sileroFrames } from '../../src/audio/detect'
 import { resolveVadParams } from '../../src/audio/params'
-import { RealtimeVad, VadBatcher } from '../../src/audio/stream'
+import { inferVadFrame, RealtimeVad } from '../../src/audio/stream'
 import { ProcessingError, ServiceUnavailableError } from '../../src/errors'
 import type { Feeds } from '../../src/inference/tensors'
 import { packVadBatch, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
@@ -24,8 +24,8 @@ async function inputsOf(name: string, frames: number): Promise<Float32Array[]> {
   return Array.from({ length: frames }, (_, k) => window.next(samples.subarray(k * 512, (k + 1) * 512)))
 }
 
-describe('VadBatcher', () => {
-  it('gives every stream the same probabilities and states as unbatched runs (within 1e-6)', async () => {
+describe('realtime VAD frames in the dynamic batcher', () => {
+  it('gives every stream the same probabilities and states as unbatched runs (within 1e-6), in shared runs', async () => {
     const names = ['speech_16k_mono_s16.wav', 'speech_44k_stereo_s16.wav', 'speech_48k_mono_s16_noise.wav', 'silence_16k_mono_s16.wav']
     const streams = await Promise.all(names.map((n) => inputsOf(n, 60)))
     const alone: { probs: number[]; state: Float32Array }[] = []
@@ -39,46 +39,42 @@ describe('VadBatcher', () => {
       }
       alone.push({ probs, state })
     }
-    const batches: number[] = []
-    const batcher = new VadBatcher({
-      run: (feeds) => {
-        batches.push(feeds.input!.dims[0]!)
-        return run(feeds)
-      },
-      windowMs: 5,
-      maxInFlight: 2,
-    })
+    const sizes = async () => (await t.deps.metrics.batching.size.get()).values.filter((v) => v.labels.model === 'silero-vad')
+    const before = await sizes()
     const together = await Promise.all(
       streams.map(async (inputs) => {
         let state = new Float32Array(SILERO_STATE) as Float32Array
         const probs: number[] = []
         for (const samples of inputs) {
-          const r = await batcher.run({ samples, state })
+          const r = await inferVadFrame(run, { samples, state })
           probs.push(r.probability)
           state = r.state
         }
         return { probs, state }
       }),
     )
-    expect(Math.max(...batches)).toBe(4)
     together.forEach((got, s) => {
       for (const [i, p] of got.probs.entries()) expect(Math.abs(p - alone[s]!.probs[i]!)).toBeLessThan(1e-6)
       for (const [i, v] of got.state.entries()) expect(Math.abs(v - alone[s]!.state[i]!)).toBeLessThan(1e-6)
     })
-    expect(batcher.pending).toBe(0)
+    // 240 frames went in fewer runs than frames: streams shared runs (2 workers, 4 streams).
+    const count = (values: Awaited<ReturnType<typeof sizes>>, name: string) => values.find((v) => v.metricName === name)?.value ?? 0
+    const after = await sizes()
+    const runs = count(after, 'inference_batch_size_count') - count(before, 'inference_batch_size_count')
+    const rows = count(after, 'inference_batch_size_sum') - count(before, 'inference_batch_size_sum')
+    expect(rows).toBe(240)
+    expect(runs).toBeLessThan(240)
   })
 
-  it('runs a full batch at once and rejects every frame of a failed batch', async () => {
-    const failing = new VadBatcher({ run: () => Promise.reject(new ServiceUnavailableError('down')), windowMs: 1000, maxBatch: 2 })
+  it('refuses a frame of the wrong size and calls a garbled answer a processing error', async () => {
     const frame = () => ({ samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) })
-    const results = await Promise.allSettled([failing.run(frame()), failing.run(frame())])
-    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected'])
-    const wrongSize = await Promise.allSettled([
-      new VadBatcher({ run, windowMs: 0 }).run({ samples: new Float32Array(3), state: new Float32Array(SILERO_STATE) }),
-    ])
-    expect(wrongSize[0]!.status).toBe('rejected')
-    const garbled = new VadBatcher({ run: async () => ({}), windowMs: 0 })
-    await expect(garbled.run(frame())).rejects.toBeInstanceOf(ProcessingError)
+    await expect(inferVadFrame(run, { samples: new Float32Array(3), state: new Float32Array(SILERO_STATE) })).rejects.toBeInstanceOf(
+      RangeError,
+    )
+    await expect(inferVadFrame(async () => ({}), frame())).rejects.toBeInstanceOf(ProcessingError)
+    await expect(inferVadFrame(() => Promise.reject(new ServiceUnavailableError('down')), frame())).rejects.toBeInstanceOf(
+      ServiceUnavailableError,
+    )
   })
 })
 

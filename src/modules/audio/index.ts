@@ -3,11 +3,12 @@ import { Elysia, t } from 'elysia'
 import { readAudioInfo } from '../../audio/decode'
 import { detectSpeech, VAD_MODEL } from '../../audio/detect'
 import { resolveVadOptions, resolveVadParams } from '../../audio/params'
-import { RealtimeVad, type StreamEvent, VadBatcher } from '../../audio/stream'
+import { inferVadFrame, RealtimeVad, type StreamEvent } from '../../audio/stream'
 import type { Config } from '../../config'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
+import type { Feeds } from '../../inference/tensors'
 import type { KeyService, Principal } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth, authenticate, principalOf, WS_KEY_PROTOCOL_PREFIX } from '../../plugins/auth'
@@ -43,7 +44,6 @@ export type AudioConfig = Pick<
   | 'VAD_STREAM_IDLE_S'
   | 'VAD_STREAM_MAX_S'
   | 'VAD_STREAM_MAX_MESSAGE_BYTES'
-  | 'VAD_BATCH_WINDOW_MS'
 >
 
 export interface AudioModuleOptions {
@@ -97,11 +97,7 @@ interface StreamState {
  * @example app.use(audioModule({ registry, jobs, keys, limiter, logger, config }))
  */
 export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: AudioModuleOptions) => {
-  const batcher = new VadBatcher({
-    run: async (feeds) => (await registry.runRaw(VAD_MODEL, feeds)).outputs,
-    windowMs: config.VAD_BATCH_WINDOW_MS,
-    maxInFlight: registry.pool.stats().size,
-  })
+  const runVad = async (feeds: Feeds) => (await registry.runRaw(VAD_MODEL, feeds)).outputs
   const openPerKey = new Map<string, number>()
   const streams = new WeakMap<object, StreamState>()
 
@@ -337,7 +333,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
       params,
       probabilities,
       fallback,
-      infer: ready ? (frame) => batcher.run(frame) : undefined,
+      infer: ready ? (frame) => inferVadFrame(runVad, frame) : undefined,
     })
     return { type: 'ready', mode: state.vad.mode }
   }

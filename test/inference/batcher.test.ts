@@ -1,0 +1,213 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { TimeoutError, ValidationError } from '../../src/errors'
+import { type BatchEvent, type BatchingSpec, batchKey, createBatcher, splitOutputs, stackFeeds } from '../../src/inference/batcher'
+import { createPool, type Pool, type RunEvent, type RunOptions } from '../../src/inference/pool'
+import { createRegistry, type Registry } from '../../src/inference/registry'
+import type { Feeds } from '../../src/inference/tensors'
+import { packVadBatch, SILERO_INPUT, SILERO_STATE, unpackVadBatch, type VadFrameResult } from '../../src/inference/vad-batch'
+import { bearer, createTestApp } from '../helpers'
+import { ENOUGH_MS, expectedBackend, FIXTURES, MODELS, modelBytes, registryConfig, silent, until } from './helpers'
+
+const rows = (...values: number[][]): Feeds => ({
+  x: { type: 'float32', data: Float32Array.from(values.flat()), dims: [values.length, 3] },
+})
+const floats = (feeds: Feeds, name: string) => Array.from(feeds[name]!.data as Float32Array)
+const close = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]!) <= 1e-5)
+
+let pool: Pool
+const runs: RunEvent[] = []
+beforeAll(async () => {
+  pool = createPool({ size: 2, queueMax: 64, onRun: (e) => runs.push(e) })
+  for (const [name, path] of [
+    ['dynbatch', `${FIXTURES}dynbatch/model.onnx`],
+    ['silero-vad', `${MODELS}silero-vad/silero_vad_v5.onnx`],
+  ]) {
+    const report = await pool.load({ name: name!, bytes: await modelBytes(path!), backends: [expectedBackend] })
+    expect(report.ok).toBe(true)
+  }
+})
+afterAll(() => pool.close())
+
+/** A batcher over the real pool; the k-th run, when `holds[k]` is given, waits for it before it goes. */
+function batcherFor(model: string, batching: BatchingSpec, holds: Promise<void>[] = []) {
+  const events: BatchEvent[] = []
+  const batcher = createBatcher({
+    model,
+    batching,
+    maxInFlight: 1,
+    onBatch: (e) => events.push(e),
+    run: async (feeds: Feeds, options: RunOptions) => {
+      await holds.shift()
+      return pool.run(model, feeds, options)
+    },
+  })
+  return { batcher, events }
+}
+
+const budget = { timeoutMs: ENOUGH_MS }
+
+describe('dynamic batcher', () => {
+  it('stacks concurrent requests into one run and splits outputs equal to unbatched runs', async () => {
+    const requests = [rows([1, 2, 3]), rows([4, 5, 6], [7, 8, 9]), rows([-1, 0.5, 2]), rows([3, 3, 3], [0, 0, 0], [9, 9, 9])]
+    const alone: Feeds[] = []
+    for (const r of requests) alone.push((await pool.run('dynbatch', structuredClone(r), budget)).outputs)
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 16, maxDelayMs: 50 })
+    const together = await Promise.all(requests.map((r) => batcher.run(r, budget)))
+    expect(events.map((e) => [e.requests, e.rows])).toEqual([[4, 7]])
+    together.forEach((got, i) => {
+      expect(got.outputs.sq!.dims).toEqual(alone[i]!.sq!.dims)
+      expect(close(floats(got.outputs, 'sq'), floats(alone[i]!, 'sq'))).toBe(true)
+      expect(close(floats(got.outputs, 'shifted'), floats(alone[i]!, 'shifted'))).toBe(true)
+    })
+    expect(batcher.pending).toBe(0)
+  })
+
+  it('splits a full batch off at max_batch_size and runs a larger request alone', async () => {
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 2, maxDelayMs: 50 })
+    const results = await Promise.all([
+      batcher.run(rows([1, 1, 1]), budget),
+      batcher.run(rows([2, 2, 2]), budget),
+      batcher.run(rows([3, 3, 3]), budget),
+      batcher.run(rows([4, 4, 4], [5, 5, 5], [6, 6, 6]), budget),
+    ])
+    expect(events.map((e) => e.rows)).toEqual([2, 1])
+    expect(results.map((r) => r.outputs.sq!.dims[0])).toEqual([1, 1, 1, 3])
+    expect(floats(results[3]!.outputs, 'sq')).toEqual([16, 16, 16, 25, 25, 25, 36, 36, 36])
+  })
+
+  it('batches Silero frames of several streams on axis 1 of the state, sharing sr, as the realtime VAD does', async () => {
+    const frames = [0.1, 0.3, -0.2, 0.05].map((a, s) => ({
+      samples: Float32Array.from({ length: SILERO_INPUT }, (_, i) => a * Math.sin((i * (s + 1)) / 7)),
+      state: Float32Array.from({ length: SILERO_STATE }, (_, i) => ((i % 13) - 6) / 50),
+    }))
+    const alone: VadFrameResult[] = []
+    for (const frame of frames) alone.push(unpackVadBatch((await pool.run('silero-vad', packVadBatch([frame]), budget)).outputs, 1)[0]!)
+    const { batcher, events } = batcherFor('silero-vad', { maxBatchSize: 64, maxDelayMs: 50, axes: { state: 1, stateN: 1, sr: null } })
+    const together = await Promise.all(
+      frames.map(async (f) => unpackVadBatch((await batcher.run(packVadBatch([f]), budget)).outputs, 1)[0]!),
+    )
+    expect(events.map((e) => e.rows)).toEqual([4])
+    together.forEach((got, s) => {
+      expect(Math.abs(got.probability - alone[s]!.probability)).toBeLessThanOrEqual(1e-5)
+      expect(close(Array.from(got.state), Array.from(alone[s]!.state))).toBe(true)
+    })
+  })
+
+  it('never stacks requests that differ outside the batch axis or in a shared tensor', () => {
+    const axes = { state: 1, stateN: 1, sr: null }
+    const frame = { samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) }
+    const at16k = batchKey(packVadBatch([frame]), axes)!
+    expect(at16k.rows).toBe(1)
+    expect(batchKey(packVadBatch([frame], 8000), axes)!.key).not.toBe(at16k.key)
+    expect(batchKey(packVadBatch([frame, frame]), axes)).toEqual({ rows: 2, key: at16k.key })
+    expect(batchKey(rows([1, 2, 3]), undefined)!.key).not.toBe(batchKey(rows([1, 2, 3]), undefined, ['sq'])!.key)
+    expect(batchKey({ x: { type: 'float32', data: new Float32Array(1), dims: [] } }, undefined)).toBeUndefined()
+    const stacked = stackFeeds([rows([1, 2, 3]), rows([4, 5, 6])], undefined)
+    expect(() => splitOutputs({ y: { ...stacked.x!, dims: [1, 6] } }, [1, 1], undefined)).toThrow(/not the batch's 2/)
+  })
+
+  it('lets a request time out or be cancelled while it waits, and the rest of the batch runs without it', async () => {
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 16, maxDelayMs: 200 })
+    const controller = new AbortController()
+    const kept = batcher.run(rows([1, 2, 3]), budget)
+    const timedOut = batcher.run(rows([4, 5, 6]), { timeoutMs: 1 })
+    const cancelled = batcher.run(rows([7, 8, 9]), { ...budget, signal: controller.signal })
+    controller.abort()
+    await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' })
+    const error = await timedOut.catch((e) => e)
+    expect(error).toBeInstanceOf(TimeoutError)
+    expect(error.details).toMatchObject({ timeout_ms: 1, stage: 'queued' })
+    expect(floats((await kept).outputs, 'sq')).toEqual([1, 4, 9])
+    expect(events.map((e) => e.rows)).toEqual([1])
+  })
+
+  it('answers a request cancelled while its batch runs at once, and its neighbours with their own rows', async () => {
+    let open = () => {}
+    const held = new Promise<void>((resolve) => {
+      open = resolve
+    })
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 16, maxDelayMs: 0 }, [Promise.resolve(), held])
+    const controller = new AbortController()
+    const first = batcher.run(rows([1, 1, 1]), budget)
+    // The first request took the only run slot; these two gather behind it and go together, and are held there.
+    const leaving = batcher.run(rows([2, 2, 2]), { ...budget, signal: controller.signal })
+    const staying = batcher.run(rows([3, 3, 3]), budget)
+    await first
+    await until(() => events.length === 2)
+    expect(events.map((e) => e.rows)).toEqual([1, 2])
+    controller.abort()
+    await expect(leaving).rejects.toMatchObject({ name: 'AbortError' })
+    open()
+    expect(floats((await staying).outputs, 'sq')).toEqual([9, 9, 9])
+  })
+
+  it('runs the requests of a failed batch again one by one, so only the bad one fails', async () => {
+    // Axis 1 is not dynbatch's batch axis: any stacked run is refused by the model, every single request is not.
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 16, maxDelayMs: 50, axes: { x: 1, sq: 1, shifted: 1 } })
+    const bad = { x: { type: 'float32' as const, data: new Float32Array(4), dims: [1, 4] } }
+    runs.length = 0
+    const results = await Promise.allSettled([
+      batcher.run(rows([1, 2, 3]), budget),
+      batcher.run(bad, budget),
+      batcher.run(rows([2, 2, 2]), budget),
+    ])
+    expect(events.map((e) => [e.requests, e.rows])).toEqual([[3, 10]])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(ValidationError)
+    expect(floats((results[0] as PromiseFulfilledResult<{ outputs: Feeds }>).value.outputs, 'shifted')).toEqual([2, 4, 6])
+    expect(floats((results[2] as PromiseFulfilledResult<{ outputs: Feeds }>).value.outputs, 'sq')).toEqual([4, 4, 4])
+    expect(runs.map((r) => r.outcome).sort()).toEqual(['error', 'error', 'ok', 'ok'])
+  })
+})
+
+describe('dynamic batching in the registry', () => {
+  let registry: Registry
+  const events: BatchEvent[] = []
+  beforeAll(async () => {
+    registry = createRegistry({
+      config: registryConfig({ INFERENCE_WORKERS: 1 }),
+      logger: silent,
+      backendOrder: () => [expectedBackend],
+      onBatch: (e) => events.push(e),
+    })
+    await registry.start()
+  })
+  afterAll(() => registry.stop())
+
+  it('batches a manifest that asks for it; a request failing validation never joins a batch', async () => {
+    const infer = (data: number[], shape = [data.length / 3, 3]) =>
+      registry.infer('dynbatch', { inputs: [{ name: 'x', shape, datatype: 'FP32', data }] }, {})
+    events.length = 0
+    const results = await Promise.allSettled([infer([1, 2, 3]), infer([1, 2, 3, 4], [1, 4]), infer([4, 5, 6, 7, 8, 9])])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(ValidationError)
+    expect(events.map((e) => [e.requests, e.rows])).toEqual([[2, 3]])
+    const second = (results[2] as PromiseFulfilledResult<Awaited<ReturnType<typeof infer>>>).value
+    expect(second.outputs.find((o) => o.name === 'sq')).toMatchObject({ shape: [2, 3], data: [16, 25, 36, 49, 64, 81] })
+    // Models without `batching` run as before.
+    await registry.infer('arith', {
+      inputs: [
+        { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] },
+        { name: 'n', shape: [1, 2], datatype: 'INT64', data: [1, 2] },
+      ],
+    })
+    expect(events.every((e) => e.model === 'dynbatch')).toBe(true)
+  })
+})
+
+describe('batching metrics', () => {
+  it('shows the batch-size and queue-delay histograms on /metrics', async () => {
+    const token = 'metrics-token-0123456789abcdef'
+    const t = await createTestApp({ METRICS_TOKEN: token, INFERENCE_WORKERS: '1' })
+    try {
+      const body = { inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] }
+      await Promise.all([1, 2, 3].map(() => t.deps.registry.infer('dynbatch', structuredClone(body))))
+      const text = await (await t.app.handle(new Request('http://localhost/metrics', { headers: bearer(token) }))).text()
+      expect(text).toContain('inference_batch_size_count{model="dynbatch"} 1')
+      expect(text).toContain('inference_batch_size_sum{model="dynbatch"} 3')
+      expect(text).toContain('inference_batch_queue_delay_seconds_count{model="dynbatch"} 3')
+    } finally {
+      await t.close()
+    }
+  })
+})
