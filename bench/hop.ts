@@ -104,7 +104,9 @@ export async function benchHop(): Promise<void> {
       ['Silero', insideSilero],
     ] as const) {
       const run = sorted(xs.map((ms) => ms * 1000))
-      console.log(`  ${`  of which ${label}'s run in the real worker`.padEnd(48)}${col(percentile(run, 50), 8)}${col(percentile(run, 99), 8)}`)
+      console.log(
+        `  ${`  of which ${label}'s run in the real worker`.padEnd(48)}${col(percentile(run, 50), 8)}${col(percentile(run, 99), 8)}`,
+      )
     }
     const poolP50 = p50s['pool.run, echo worker (no model)']!
     console.log(`  pool over raw structured clone at p50: ${(poolP50 / p50s['raw postMessage (structured clone)']!).toFixed(2)}×`)
