@@ -268,7 +268,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
         batch.map((item) => item.rows),
         axes,
       )
-      batch.forEach((item, i) => item.resolve({ ...result, outputs: parts[i]!, queueMs: startedAt - item.enqueuedAt + result.queueMs }))
+      for (const [i, item] of batch.entries())
+        item.resolve({ ...result, outputs: parts[i]!, queueMs: startedAt - item.enqueuedAt + result.queueMs })
     } catch (error) {
       if (error instanceof RateLimitedError) for (const item of batch) item.fail(error)
       // One bad request must not sink the others: each runs again on its own, with what is left of its budget.
