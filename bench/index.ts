@@ -16,6 +16,7 @@ const BENCHMARKS = {
   vad: { file: 'vad.ts', run: 'benchVad' },
   churn: { file: 'churn.ts', run: 'benchChurn' },
   hop: { file: 'hop.ts', run: 'benchHop' },
+  batching: { file: 'batching.ts', run: 'benchBatching' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

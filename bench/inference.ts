@@ -57,7 +57,7 @@ async function interleavedLatencies(paths: Record<string, () => Promise<unknown>
   return times
 }
 
-async function throughput(run: () => Promise<unknown>, concurrency: number, n: number): Promise<number> {
+export async function throughput(run: () => Promise<unknown>, concurrency: number, n: number): Promise<number> {
   let left = n
   const started = performance.now()
   await Promise.all(
@@ -69,7 +69,7 @@ async function throughput(run: () => Promise<unknown>, concurrency: number, n: n
 }
 
 /** Raw sessions in worker threads, as many as the pool has workers. */
-async function rawWorkers(count: number, bytes: Uint8Array) {
+export async function rawWorkers(count: number, bytes: Uint8Array, backend: 'cpu' | 'wasm' = 'wasm') {
   const workers = Array.from({ length: count }, () => new WebWorker(new URL('./raw-worker.ts', import.meta.url), { type: 'module' }))
   const next = (worker: Worker) =>
     new Promise<{ type: string; ms?: number }>((resolve, reject) => {
@@ -79,7 +79,7 @@ async function rawWorkers(count: number, bytes: Uint8Array) {
   await Promise.all(
     workers.map((worker) => {
       const ready = next(worker)
-      worker.postMessage({ type: 'load', bytes })
+      worker.postMessage({ type: 'load', bytes, backend })
       return ready
     }),
   )

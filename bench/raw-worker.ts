@@ -1,7 +1,8 @@
 /**
- * The raw baseline for the throughput benchmark: one onnxruntime-web session on one WASM thread,
- * set up like src/inference/worker.ts, running Silero frames back to back with no pool around it.
- * Messages: { type: 'load', bytes } → { type: 'ready' }; { type: 'run', n } → { type: 'done', ms }.
+ * The raw baseline for the throughput benchmarks: one session on one thread, set up like
+ * src/inference/worker.ts (onnxruntime-node for `cpu`, onnxruntime-web for `wasm`), running Silero
+ * frames back to back with no pool around it.
+ * Messages: { type: 'load', bytes, backend? } → { type: 'ready' }; { type: 'run', n } → { type: 'done', ms }.
  */
 import * as ort from 'onnxruntime-web'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
@@ -16,7 +17,7 @@ try {
 }
 
 interface Scope {
-  onmessage: ((event: MessageEvent<{ type: 'load'; bytes: Uint8Array } | { type: 'run'; n: number }>) => void) | null
+  onmessage: ((event: MessageEvent<{ type: 'load'; bytes: Uint8Array; backend?: 'cpu' | 'wasm' } | { type: 'run'; n: number }>) => void) | null
   postMessage(message: unknown): void
 }
 const scope = globalThis as unknown as Scope
@@ -24,18 +25,30 @@ const scope = globalThis as unknown as Scope
 const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
 const feeds = packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 let session: ort.InferenceSession | undefined
+/** Tensors given to a session come from the library that made it. */
+let Tensor: typeof ort.Tensor = ort.Tensor
 
 scope.onmessage = async function onRawMessage(event) {
   const message = event.data
   if (message.type === 'load') {
-    session = await ort.InferenceSession.create(message.bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' })
+    if (message.backend === 'cpu') {
+      const native = (await import('onnxruntime-node')) as unknown as typeof ort
+      Tensor = native.Tensor
+      session = await native.InferenceSession.create(message.bytes, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: 1,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+      })
+    } else session = await ort.InferenceSession.create(message.bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' })
     scope.postMessage({ type: 'ready' })
     return
   }
   const started = performance.now()
   for (let i = 0; i < message.n; i++) {
     const inputs: Record<string, ort.Tensor> = {}
-    for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims)
+    for (const [name, t] of Object.entries(feeds)) inputs[name] = new Tensor(t.type, t.data, t.dims)
     const outputs = await session!.run(inputs)
     for (const tensor of Object.values(outputs)) tensor.dispose()
   }
