@@ -1,4 +1,4 @@
-import { RateLimitedError, TimeoutError } from '../errors'
+import { RateLimitedError, ServiceUnavailableError, TimeoutError } from '../errors'
 import type { RunOptions, RunResult } from './pool'
 import type { Feeds, RawTensor, TypedArray } from './tensors'
 
@@ -42,6 +42,8 @@ export interface BatcherOptions {
   run: (feeds: Feeds, options: RunOptions) => Promise<RunResult>
   /** Runs sent at once (the pool's worker count): past it, requests gather into bigger batches. */
   maxInFlight: number
+  /** Requests that may wait for a batch (INFERENCE_QUEUE_MAX, as the pool's own queue); more are refused with 503. */
+  queueMax: number
   onBatch?: (event: BatchEvent) => void
 }
 
@@ -177,11 +179,11 @@ function abortReason(signal: AbortSignal): unknown {
  * A dynamic batcher in front of one model's runs.
  * @example
  * const batcher = createBatcher({ model: 'silero-vad', batching: { maxBatchSize: 64, maxDelayMs: 0, axes: { state: 1 } },
- *   run: pool.run.bind(null, 'silero-vad'), maxInFlight: pool.stats().size })
+ *   run: (feeds, o) => pool.run('silero-vad', feeds, o), maxInFlight: pool.stats().size, queueMax: 256 })
  * const { outputs } = await batcher.run(feeds, { timeoutMs: 1000 })
  */
 export function createBatcher(options: BatcherOptions): Batcher {
-  const { model, batching, run, maxInFlight, onBatch } = options
+  const { model, batching, run, maxInFlight, queueMax, onBatch } = options
   const { maxBatchSize, maxDelayMs, axes } = batching
   const waiting: Item[] = []
   let inFlight = 0
@@ -295,6 +297,12 @@ export function createBatcher(options: BatcherOptions): Batcher {
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     const stackable = batchKey(feeds, axes, runOptions.outputs)
     if (!stackable || stackable.rows > maxBatchSize) return run(feeds, runOptions)
+    if (waiting.length >= queueMax)
+      return Promise.reject(
+        new ServiceUnavailableError(`${waiting.length} requests to model "${model}" are waiting for a batch; retry shortly`, 1, {
+          queue_max: queueMax,
+        }),
+      )
     return new Promise<RunResult>((resolve, reject) => {
       const enqueuedAt = performance.now()
       const settle = () => {

@@ -283,6 +283,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         batching: { maxBatchSize: max_batch_size, maxDelayMs: max_delay_ms, axes },
         run: (feeds, runOptions) => pool.run(manifest.name, feeds, runOptions),
         maxInFlight: pool.stats().size,
+        queueMax: config.INFERENCE_QUEUE_MAX,
         onBatch,
       })
     }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { TimeoutError, ValidationError } from '../../src/errors'
+import { ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
 import { type BatchEvent, type BatchingSpec, batchKey, createBatcher, splitOutputs, stackFeeds } from '../../src/inference/batcher'
 import { createPool, type Pool, type RunEvent, type RunOptions } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
@@ -35,6 +35,7 @@ function batcherFor(model: string, batching: BatchingSpec, holds: Promise<void>[
     model,
     batching,
     maxInFlight: 1,
+    queueMax: 8,
     onBatch: (e) => events.push(e),
     run: async (feeds: Feeds, options: RunOptions) => {
       await holds.shift()
@@ -91,6 +92,16 @@ describe('dynamic batcher', () => {
       expect(Math.abs(got.probability - alone[s]!.probability)).toBeLessThanOrEqual(1e-5)
       expect(close(Array.from(got.state), Array.from(alone[s]!.state))).toBe(true)
     })
+  })
+
+  it('answers 503 with Retry-After once queue_max requests wait for a batch', async () => {
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 64, maxDelayMs: 50 })
+    const waiting = Array.from({ length: 8 }, (_, i) => batcher.run(rows([i, i, i]), budget))
+    const refused = await batcher.run(rows([9, 9, 9]), budget).catch((e) => e)
+    expect(refused).toBeInstanceOf(ServiceUnavailableError)
+    expect(refused.headers['Retry-After']).toBe('1')
+    expect((await Promise.all(waiting)).map((r) => r.outputs.sq!.data[0])).toEqual([0, 1, 4, 9, 16, 25, 36, 49])
+    expect(events.map((e) => e.rows)).toEqual([8])
   })
 
   it('never stacks requests that differ outside the batch axis or in a shared tensor', () => {
