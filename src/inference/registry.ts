@@ -119,7 +119,7 @@ export interface Registry {
   check(name: string, request: InferRequest): void
   /** Validated Open Inference Protocol request → response. */
   infer(name: string, request: InferRequest, options?: CallOptions): Promise<InferResult>
-  /** Typed arrays in, typed arrays out, no JSON checks: for trusted callers such as the VAD, which batch frames themselves. */
+  /** Typed arrays in, typed arrays out, no JSON checks: for trusted callers such as the realtime VAD (batched like any request). */
   runRaw(name: string, feeds: Feeds, options?: CallOptions): Promise<RunResult>
   /**
    * Consecutive Silero frames of one stream in one worker call (`inputs`: n × SILERO_INPUT, windowed), the state
