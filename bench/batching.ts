@@ -38,7 +38,11 @@ export async function benchBatching(): Promise<void> {
   await registry.start()
   const info = registry.get(MODEL)
   if (info.status !== 'ready') throw new Error(`${MODEL} is ${info.status}: ${info.reason}`)
-  const raw = await rawWorkers(workers, new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer()), backend)
+  const raw = await rawWorkers(
+    workers,
+    new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer()),
+    backend,
+  )
   try {
     const unbatched = () => registry.pool.run(MODEL, feeds(), { timeoutMs: 10_000 })
     const batched = () => registry.runRaw(MODEL, feeds(), { timeoutMs: 10_000 })

@@ -17,7 +17,9 @@ try {
 }
 
 interface Scope {
-  onmessage: ((event: MessageEvent<{ type: 'load'; bytes: Uint8Array; backend?: 'cpu' | 'wasm' } | { type: 'run'; n: number }>) => void) | null
+  onmessage:
+    | ((event: MessageEvent<{ type: 'load'; bytes: Uint8Array; backend?: 'cpu' | 'wasm' } | { type: 'run'; n: number }>) => void)
+    | null
   postMessage(message: unknown): void
 }
 const scope = globalThis as unknown as Scope
