@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
 import { type BatchEvent, type BatchingSpec, batchKey, createBatcher, splitOutputs, stackFeeds } from '../../src/inference/batcher'
+import { checkManifest, loadManifest } from '../../src/inference/manifest'
 import { createPool, type Pool, type RunEvent, type RunOptions } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
 import type { Feeds } from '../../src/inference/tensors'
@@ -168,6 +169,17 @@ describe('dynamic batcher', () => {
     expect(floats((results[0] as PromiseFulfilledResult<{ outputs: Feeds }>).value.outputs, 'shifted')).toEqual([2, 4, 6])
     expect(floats((results[2] as PromiseFulfilledResult<{ outputs: Feeds }>).value.outputs, 'sq')).toEqual([4, 4, 4])
     expect(runs.map((r) => r.outcome).sort()).toEqual(['error', 'error', 'ok', 'ok'])
+  })
+})
+
+describe('batching in a manifest', () => {
+  it("reads Silero's batching and explains a bad one", async () => {
+    const manifest = await loadManifest(`${MODELS}silero-vad`)
+    expect(manifest).toMatchObject({ batching: { max_batch_size: 64, max_delay_ms: 0, axes: { state: 1, stateN: 1, sr: null } } })
+    const base = { name: 'x', version: '1', task: 'tensor', file: 'a.onnx', license: 'MIT', source: 's', backends: ['cpu'], timeout_ms: 1 }
+    expect(checkManifest({ ...base, batching: { max_batch_size: 0, max_delay_ms: 0 } })).toContain('/batching/max_batch_size')
+    expect(checkManifest({ ...base, batching: { max_batch_size: 4, max_delay_ms: 1, axes: { x: -1 } } })).toContain('/batching/axes')
+    expect(checkManifest({ ...base, batching: { max_batch_size: 4, max_delay_ms: 1, window: 5 } })).toContain('/batching')
   })
 })
 
