@@ -44,6 +44,8 @@ export interface BatcherOptions {
   maxInFlight: number
   /** Requests that may wait for a batch (INFERENCE_QUEUE_MAX, as the pool's own queue); more are refused with 503. */
   queueMax: number
+  /** A request's budget as the pool would raise it (its timeout floor), so waiting in a batch never costs a budget the pool would have given. */
+  budget?: (timeoutMs: number) => number
   onBatch?: (event: BatchEvent) => void
 }
 
@@ -183,7 +185,7 @@ function abortReason(signal: AbortSignal): unknown {
  * const { outputs } = await batcher.run(feeds, { timeoutMs: 1000 })
  */
 export function createBatcher(options: BatcherOptions): Batcher {
-  const { model, batching, run, maxInFlight, queueMax, onBatch } = options
+  const { model, batching, run, maxInFlight, queueMax, budget = (ms: number) => ms, onBatch } = options
   const { maxBatchSize, maxDelayMs, axes } = batching
   const waiting: Item[] = []
   let inFlight = 0
@@ -293,7 +295,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
   }
 
   function submit(feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
-    const { signal, timeoutMs } = runOptions
+    const { signal } = runOptions
+    const timeoutMs = budget(runOptions.timeoutMs)
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     const stackable = batchKey(feeds, axes, runOptions.outputs)
     if (!stackable || stackable.rows > maxBatchSize) return run(feeds, runOptions)

@@ -114,6 +114,8 @@ export interface Pool {
    * Queued, timed and counted as one run. The buffers of `inputs` and `state` are transferred.
    */
   runVadSequence(model: string, inputs: Float32Array, state: Float32Array, options: SequenceOptions): Promise<RunResult>
+  /** `timeoutMs` raised to the model's timeout floor, as every run's budget is (see timeoutFloorMs). */
+  budget(model: string, timeoutMs: number): number
   stats(): PoolStats
   close(): Promise<void>
 }
@@ -372,6 +374,10 @@ export function createPool(options: PoolOptions): Pool {
   }
 
   /** Run times of one model and kind of work (a VAD sequence is many frames, a run usually one). */
+  function budgetOf(model: string, kind: Work['type'], timeoutMs: number): number {
+    return Math.max(timeoutMs, timeoutFloorMs(timesOf(model, kind)))
+  }
+
   function timesOf(model: string, kind: Work['type']): RunTimes | undefined {
     return runTimes.get(`${kind}:${model}`)
   }
@@ -510,7 +516,7 @@ export function createPool(options: PoolOptions): Pool {
     const refused = overBudget(owner)
     if (refused) return Promise.reject(refused)
     // A budget shorter than a few typical runs can only time out, and every such timeout would cost a grace.
-    const timeoutMs = Math.max(callOptions.timeoutMs, timeoutFloorMs(timesOf(model, work.type)))
+    const timeoutMs = budgetOf(model, work.type, callOptions.timeoutMs)
     const raised = timeoutMs > callOptions.timeoutMs ? { requested_timeout_ms: callOptions.timeoutMs } : {}
     return new Promise<RunResult>((resolve, reject) => {
       const enqueuedAt = performance.now()
@@ -631,5 +637,5 @@ export function createPool(options: PoolOptions): Pool {
   }
 
   for (let i = 0; i < size; i++) spawn()
-  return { load, unload, run, runVadSequence, stats, close }
+  return { load, unload, run, runVadSequence, budget: (model, timeoutMs) => budgetOf(model, 'run', timeoutMs), stats, close }
 }

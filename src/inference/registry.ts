@@ -284,6 +284,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         run: (feeds, runOptions) => pool.run(manifest.name, feeds, runOptions),
         maxInFlight: pool.stats().size,
         queueMax: config.INFERENCE_QUEUE_MAX,
+        budget: (timeoutMs) => pool.budget(manifest.name, timeoutMs),
         onBatch,
       })
     }

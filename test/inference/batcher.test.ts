@@ -133,6 +133,22 @@ describe('dynamic batcher', () => {
     expect(events.map((e) => e.rows)).toEqual([1])
   })
 
+  it('gives a request waiting for a batch the budget the pool would give it alone (the timeout floor)', async () => {
+    const events: BatchEvent[] = []
+    const batcher = createBatcher({
+      model: 'dynbatch',
+      batching: { maxBatchSize: 16, maxDelayMs: 200 },
+      maxInFlight: 1,
+      queueMax: 8,
+      budget: (timeoutMs) => Math.max(timeoutMs, ENOUGH_MS),
+      onBatch: (e) => events.push(e),
+      run: (feeds, options) => pool.run('dynbatch', feeds, options),
+    })
+    // 1 ms would run out during the 200 ms gathering wait; the raised budget does not.
+    expect(floats((await batcher.run(rows([1, 2, 3]), { timeoutMs: 1 })).outputs, 'sq')).toEqual([1, 4, 9])
+    expect(events.map((e) => e.rows)).toEqual([1])
+  })
+
   it('answers a request cancelled while its batch runs at once, and its neighbours with their own rows', async () => {
     let open = () => {}
     const held = new Promise<void>((resolve) => {
