@@ -16,6 +16,7 @@ const manifests = await readManifests(join(ROOT, 'deploy', 'kubernetes'))
 const find = (kind: string) => {
   const found = manifests.find((m) => m.doc.kind === kind)
   if (!found) throw new Error(`no ${kind} in deploy/kubernetes`)
+  // biome-ignore lint/suspicious/noExplicitAny: free-form YAML, read and broken on purpose by known paths below
   return structuredClone(found.doc) as Manifest & Record<string, any>
 }
 
