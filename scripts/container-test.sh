@@ -3,7 +3,9 @@
 # the image stays within its size budget, and on each inference backend (native `cpu`, then `wasm` forced with
 # INFERENCE_BACKENDS) it becomes ready, answers an authenticated model list, runs Silero VAD on a speech fixture,
 # runs as a user that is not root, passes its own HEALTHCHECK (run by hand: there is no systemd to schedule it),
-# and exits 0 on SIGTERM after logging its shutdown. Removes the containers and images it created.
+# and exits 0 on SIGTERM after logging its shutdown. Then it scales out as deploy/kubernetes/ does: two replicas on a
+# read-only root filesystem, started together against one PostgreSQL database and one Redis (TEST_POSTGRES_ADMIN_URL,
+# TEST_REDIS_URL; required when CI is set), sharing what they must. Removes the containers and images it created.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -18,8 +20,10 @@ base_existed=false
 podman image exists "$base" && base_existed=true
 work="$(mktemp -d)"
 containers=()
+database=""
 cleanup() {
   for c in "${containers[@]}"; do podman rm -f "$c" >/dev/null 2>&1 || true; done
+  [ -z "$database" ] || psql "$TEST_POSTGRES_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
   podman rmi -f "$tag" >/dev/null 2>&1 || true
   $base_existed || podman rmi -f "$base" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -98,6 +102,8 @@ run_checks() {
   if [ "$uid" != 0 ] && [ "$pid1_uid" != 0 ]; then ok "$backend: runs as uid $pid1_uid, not root"; else fail "$backend: runs as root (exec uid $uid, PID 1 uid $pid1_uid)"; fi
 
   if podman healthcheck run "$name" >/dev/null 2>&1; then ok "$backend: HEALTHCHECK passes"; else fail "$backend: HEALTHCHECK fails"; fi
+  # deploy/kubernetes/ delays SIGTERM with this preStop command.
+  if podman exec "$name" sleep 0; then ok "$backend: preStop's sleep is in the image"; else fail "$backend: no sleep for preStop"; fi
 
   # podman stop sends the image's stop signal (SIGTERM) and waits; 30 s is above SHUTDOWN_GRACE_MS (10 s).
   podman stop -t 30 "$name" >/dev/null 2>&1 || true
@@ -114,6 +120,57 @@ run_checks() {
 
 run_checks cpu
 run_checks wasm -e INFERENCE_BACKENDS=wasm
+
+# wait_ready URL NAME: 0 once URL's readiness answers 200, 1 if the container stops first.
+wait_ready() {
+  for _ in $(seq 1 1200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1/api/v1/health/ready" || true)" = 200 ] && return 0
+    [ "$(podman inspect --format '{{.State.Running}}' "$2")" = true ] || return 1
+    sleep 0.25
+  done
+  return 1
+}
+
+if [ -n "${TEST_POSTGRES_ADMIN_URL:-}" ] && [ -n "${TEST_REDIS_URL:-}" ]; then
+  database="vireo_container_$$"
+  psql "$TEST_POSTGRES_ADMIN_URL" -qc "CREATE DATABASE $database"
+  database_url="${TEST_POSTGRES_ADMIN_URL%/*}/$database"
+  # The host's PostgreSQL and Redis listen on loopback: the replicas share the host's network, each on its own port.
+  urls=()
+  names=()
+  for replica in 1 2; do
+    port="$(bun -e 'const s = Bun.serve({ port: 0, fetch: () => new Response() }); console.log(s.port); s.stop()')"
+    name="vireo-ci-$$-replica$replica"
+    containers+=("$name")
+    names+=("$name")
+    urls+=("http://127.0.0.1:$port")
+    # Started at once, as a Deployment's replicas are: both migrate and ensure the admin key on a fresh database.
+    podman run -d --name "$name" --network host --read-only -e HOST=127.0.0.1 -e PORT="$port" \
+      -e DATABASE_URL="$database_url" -e REDIS_URL="$TEST_REDIS_URL" \
+      -e CORS_ORIGINS=https://app.example.com -e ADMIN_API_KEY="$admin_key" "$tag" >/dev/null 2>"$work/run-$replica.err" &
+  done
+  wait
+  ready=0
+  for i in 0 1; do
+    if wait_ready "${urls[$i]}" "${names[$i]}"; then ready=$((ready + 1)); else
+      cat "$work/run-$((i + 1)).err" >&2
+      podman logs "${names[$i]}" 2>&1 | tail -20 >&2
+    fi
+  done
+  if [ "$ready" = 2 ]; then ok "scale-out: 2 replicas started together on one PostgreSQL and Redis, read-only root, both ready"; else fail "scale-out: $ready of 2 replicas ready"; fi
+  # A key made on one replica works on the other: keys live in the shared database.
+  key="$(curl -s -X POST -H "Authorization: Bearer $admin_key" -H 'Content-Type: application/json' \
+    --data '{"name":"container-ci","scopes":["inference"]}' "${urls[0]}/api/v1/keys" | jq -r '.data.key // empty')"
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "${urls[1]}/api/v1/keys/me")"
+  if [ -n "$key" ] && [ "$code" = 200 ]; then ok "scale-out: a key created on replica 1 authenticates on replica 2"; else fail "scale-out: key from replica 1 on replica 2: $code"; fi
+  for name in "${names[@]}"; do podman stop -t 30 "$name" >/dev/null 2>&1 || true; done
+  codes="$(for name in "${names[@]}"; do podman inspect --format '{{.State.ExitCode}}' "$name"; done | tr '\n' ' ')"
+  if [ "$codes" = "0 0 " ]; then ok "scale-out: both replicas exit 0 on SIGTERM"; else fail "scale-out: exit codes $codes"; fi
+elif [ -n "${CI:-}" ]; then
+  fail "scale-out: TEST_POSTGRES_ADMIN_URL and TEST_REDIS_URL must be set in CI"
+else
+  echo "  skip scale-out (set TEST_POSTGRES_ADMIN_URL and TEST_REDIS_URL)"
+fi
 
 echo "container: $passed passed, $failed failed ($((SECONDS - started)) s)"
 [ "$failed" -eq 0 ]
