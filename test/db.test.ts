@@ -123,6 +123,19 @@ describePostgres('migrations and transactions on the real PostgreSQL', () => {
     }
   })
 
+  it('migrates once when replicas start together on a fresh database, each with a single-connection pool', async () => {
+    const other = await freshDatabase()
+    const replicas = await Promise.all([1, 2, 3, 4].map(() => openDatabase({ ...base, DATABASE_URL: other.url, DB_POOL_MAX: 1 })))
+    try {
+      await Promise.all(replicas.map((r) => r.migrate()))
+      expect(await tables(replicas[0]!)).toContain('api_keys')
+      expect(await migrationCount(replicas[0]!)).toBe(journal.entries.length)
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()))
+      await other.drop()
+    }
+  })
+
   it('rolls back requests that fail inside a transaction and leaves no connection idle in transaction', async () => {
     const config = testConfig({ DATABASE_URL: fresh.url, DB_POOL_MAX: '4' })
     const deps = await createDeps(config, { logger: createLogger(config, { destination: new LogCapture() }) })

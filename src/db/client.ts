@@ -63,7 +63,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     return {
       db,
       kind: 'postgres',
-      migrate: () => migratePostgres(db as never, { migrationsFolder: MIGRATIONS_DIR }),
+      migrate: () => migrateInTurn(options.DATABASE_URL!, () => migratePostgres(db as never, { migrationsFolder: MIGRATIONS_DIR })),
       ping: (timeoutMs) => withTimeout(db.execute(sql`select 1`), timeoutMs),
       close: () => client.end({ timeout: 5 }),
     }
@@ -79,6 +79,23 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     migrate: () => migratePglite(db as never, { migrationsFolder: MIGRATIONS_DIR }),
     ping: (timeoutMs) => withTimeout(db.execute(sql`select 1`), timeoutMs),
     close: () => client.close(),
+  }
+}
+
+/**
+ * Replicas started together on a fresh database would each apply the same migrations, and all but one would fail
+ * on tables the first had just created. Each migrates holding a session advisory lock, so they take turns and the
+ * later ones find nothing left to do. The lock lives on a connection of its own, outside the pool (which may be a
+ * single connection, needed by the migration itself) and without its statement timeout (the wait is a turn).
+ */
+async function migrateInTurn(url: string, migrate: () => Promise<unknown>): Promise<void> {
+  const lock = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'vireo-migrate' } })
+  try {
+    await lock`select pg_advisory_lock(hashtext('vireo.migrate'))`
+    await migrate()
+  } finally {
+    // Ending the session releases the lock, whether the migration succeeded or not.
+    await lock.end({ timeout: 5 })
   }
 }
 
