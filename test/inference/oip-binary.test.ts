@@ -149,15 +149,24 @@ describe('decodeInputs', () => {
 
   it('accounts for every byte: a size past the end and bytes left over are both 400', () => {
     expect(issuesOf(() => decodeInputs([fp32('a', 8), fp32('b', 8)], new Uint8Array(12)))).toEqual([
-      { path: '/inputs/1/parameters/binary_data_size', message: 'Input "b" needs 8 bytes of binary data, but only 4 remain after the header and the inputs before it' },
+      {
+        path: '/inputs/1/parameters/binary_data_size',
+        message: 'Input "b" needs 8 bytes of binary data, but only 4 remain after the header and the inputs before it',
+      },
     ])
-    expect(issuesOf(() => decodeInputs([fp32('a', 8)], new Uint8Array(10)))[0]!.message).toContain('2 bytes of binary data follow the last input')
+    expect(issuesOf(() => decodeInputs([fp32('a', 8)], new Uint8Array(10)))[0]!.message).toContain(
+      '2 bytes of binary data follow the last input',
+    )
   })
 
   it('refuses an input with both data and a size, one with neither, and a size that is not a whole number', () => {
     const issues = issuesOf(() =>
       decodeInputs(
-        [fp32('a', 8, [1, 2]), { name: 'b', datatype: 'FP32', shape: [2] }, { name: 'c', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 1.5 } }],
+        [
+          fp32('a', 8, [1, 2]),
+          { name: 'b', datatype: 'FP32', shape: [2] },
+          { name: 'c', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 1.5 } },
+        ],
         new Uint8Array(0),
       ),
     )
