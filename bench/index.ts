@@ -15,6 +15,7 @@ const BENCHMARKS = {
   jobs: { file: 'jobs.ts', run: 'benchJobs' },
   vad: { file: 'vad.ts', run: 'benchVad' },
   churn: { file: 'churn.ts', run: 'benchChurn' },
+  oip: { file: 'oip.ts', run: 'benchOip' },
 } as const
 type Name = keyof typeof BENCHMARKS
 
