@@ -7,7 +7,7 @@ import { ModelName } from '../jobs/model'
  * protocol's open key/value bags and take any name (the service refuses the ones vireo would silently violate).
  */
 export namespace OipModel {
-  const Parameter = t.Union([t.String({ maxLength: 1024 }), t.Number(), t.Boolean()])
+  const Parameter = t.Union([t.String({ maxLength: 1024, pattern: '^[^\\u0000-\\u001f]*$' }), t.Number(), t.Boolean()])
   export const parameters = t.Record(t.String(), Parameter, { maxProperties: 32, description: 'name → string, number or boolean' })
   export type parameters = typeof parameters.static
 
