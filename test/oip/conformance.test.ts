@@ -288,6 +288,21 @@ describe('inference, binary tensor data both ways (binary data extension)', () =
     expect([...response.parts.bool_out!]).toEqual([1, 0, 0, 1])
   })
 
+  it('lets a browser send Inference-Header-Content-Length and read it on a binary answer (CORS)', async () => {
+    const origin = 'https://app.example.com'
+    const preflight = await t.app.handle(
+      req('/v2/models/arith/infer', {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'inference-header-content-length' },
+      }),
+    )
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('Inference-Header-Content-Length')
+    const header = JSON.stringify({ inputs: TYPES.map(binaryInput), parameters: { binary_data_output: true } })
+    const response = await t.app.handle(binaryRequest('/v2/models/alltypes/infer', header, TYPES.map(bytesOf), { ...bearer(key), origin }))
+    expect(response.headers.get('access-control-allow-origin')).toBe(origin)
+    expect(response.headers.get('access-control-expose-headers')).toContain('Inference-Header-Content-Length')
+  })
+
   it('answers JSON to a binary request that asks for no binary outputs', async () => {
     const header = JSON.stringify({ inputs: TYPES.map(binaryInput) })
     const response = await t.app.handle(binaryRequest('/v2/models/alltypes/infer', header, TYPES.map(bytesOf), bearer(key)))

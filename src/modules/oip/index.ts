@@ -28,6 +28,15 @@ export interface OipModuleOptions {
 
 const PUBLIC = { security: [] }
 
+/** What the infer handler reads of Elysia's context; both infer routes (with and without a version) share it. */
+interface InferContext {
+  params: { name: string; version?: string }
+  body: unknown
+  principal: { id: string }
+  request: Request
+  set: { headers: Record<string, string | number> }
+}
+
 /**
  * The Open Inference Protocol (KServe v2) beside `/api/v1`: health, server and model metadata, inference with
  * the binary tensor data extension, and statistics. Answers are bare protocol JSON (no envelope); errors are
@@ -70,14 +79,8 @@ export const oipModule = (options: OipModuleOptions) => {
     const encoded = encodeBody(header, parts)
     set.headers['content-type'] = 'application/octet-stream'
     set.headers[HEADER_LENGTH_HEADER] = String(encoded.headerLength)
+    // A Response is sent as it is: the JSON response schema, which documents the JSON answer, does not apply to bytes.
     return new Response(encoded.body as Uint8Array<ArrayBuffer>, { headers: set.headers as Record<string, string> })
-  }
-  interface InferContext {
-    params: { name: string; version?: string }
-    body: unknown
-    principal: { id: string }
-    request: Request
-    set: { headers: Record<string, string | number> }
   }
 
   return (
