@@ -26,7 +26,7 @@ const post = (path: string, json: unknown, headers: Record<string, string> = bea
 
 /** Checks the protocol's error object: the status, and `{ "error": <string> }` with nothing else. */
 async function expectError(response: Response, status: number, message?: string | RegExp) {
-  expect(response.status).toBe(status)
+  expect(response.status, `answered ${response.status}: ${await response.clone().text()}`).toBe(status)
   expect(response.headers.get('content-type')).toBe('application/json')
   const json = await body(response)
   expect(Object.keys(json)).toEqual(['error'])
