@@ -17,6 +17,7 @@ const BENCHMARKS = {
   churn: { file: 'churn.ts', run: 'benchChurn' },
   hop: { file: 'hop.ts', run: 'benchHop' },
   batching: { file: 'batching.ts', run: 'benchBatching' },
+  oip: { file: 'oip.ts', run: 'benchOip' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

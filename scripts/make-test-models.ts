@@ -54,7 +54,7 @@ function msg(field: number, parts: Field[]): Field {
 
 // ONNX messages (onnx.proto field numbers).
 
-const DT = { FLOAT: 1, INT64: 7, BOOL: 9 } as const
+const DT = { FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11, UINT32: 12 } as const
 const ATTR_GRAPH = 5
 
 type Dim = number | string
@@ -138,6 +138,32 @@ function dynbatch(): Uint8Array {
   )
 }
 
+/** Every datatype vireo carries, as the OIP names it, with its ONNX element type. */
+const ALL_TYPES = {
+  FP32: DT.FLOAT,
+  FP64: DT.DOUBLE,
+  INT8: DT.INT8,
+  INT16: DT.INT16,
+  INT32: DT.INT32,
+  INT64: DT.INT64,
+  UINT8: DT.UINT8,
+  UINT16: DT.UINT16,
+  UINT32: DT.UINT32,
+  BOOL: DT.BOOL,
+} as const
+
+/** `<type>_out` = Identity(`<type>`) for every datatype, each [rows, cols] with both dimensions dynamic. */
+function alltypes(): Uint8Array {
+  const names = Object.keys(ALL_TYPES) as (keyof typeof ALL_TYPES)[]
+  return model(
+    graphBody('alltypes', {
+      nodes: names.map((d) => ({ op: 'Identity', inputs: [d.toLowerCase()], outputs: [`${d.toLowerCase()}_out`] })),
+      inputs: names.map((d) => valueInfo(11, d.toLowerCase(), ALL_TYPES[d], ['rows', 'cols'])),
+      outputs: names.map((d) => valueInfo(12, `${d.toLowerCase()}_out`, ALL_TYPES[d], ['rows', 'cols'])),
+    }),
+  )
+}
+
 const SLOW_N = 64
 
 /**
@@ -202,6 +228,16 @@ const fixtures: Record<string, { manifest: unknown; onnx?: Uint8Array }> = {
       warmup: [{ name: 'x', shape: [2, 3], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6] }],
       // Long enough a wait that requests sent together in a test meet in one batch.
       batching: { max_batch_size: 8, max_delay_ms: 20 },
+    },
+  },
+  alltypes: {
+    onnx: alltypes(),
+    manifest: {
+      name: 'alltypes',
+      ...base,
+      backends: ['cpu', 'wasm'],
+      timeout_ms: 2000,
+      warmup: Object.keys(ALL_TYPES).map((d) => ({ name: d.toLowerCase(), shape: [1, 1], datatype: d, data: [d === 'BOOL' ? true : 1] })),
     },
   },
   slow: {

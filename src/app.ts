@@ -7,6 +7,7 @@ import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
 import { modelsModule } from './modules/models'
+import { oipModule } from './modules/oip'
 import { authBeforeBody } from './plugins/auth'
 import { bodyParser } from './plugins/body-parser'
 import { corsPolicy } from './plugins/cors'
@@ -58,6 +59,17 @@ export function createApp(deps: Deps) {
       )
       .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
       .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: deps.registry.check }))
+      .use(
+        oipModule({
+          registry: deps.registry,
+          statistics: deps.statistics,
+          keys: deps.keys,
+          limiter,
+          logger,
+          health: { database: deps.database, dbTimeoutMs: config.HEALTH_DB_TIMEOUT_MS, lifecycle: deps.lifecycle, checks: deps.checks },
+          maxUploadBytes: config.MAX_UPLOAD_BYTES,
+        }),
+      )
   )
 }
 

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis'
 import type { Config } from './config'
 import { type Database, openDatabase } from './db/client'
 import { configuredBackendOrder, createRegistry, type Registry } from './inference/registry'
+import { createInferenceStatistics, type InferenceStatistics, withStatistics } from './inference/statistics'
 import { executeJob } from './jobs/execute'
 import { createQueue, type Queue } from './jobs/queue'
 import { createRunner, type Executor, type Runner } from './jobs/runner'
@@ -21,6 +22,8 @@ export interface Deps {
   metrics: Metrics
   /** The one model registry of this process (and its worker pool). */
   registry: Registry
+  /** Per-model inference counts and durations of this process (the OIP statistics extension). */
+  statistics: InferenceStatistics
   keys: KeyService
   limiter: RateLimiter
   queue: Queue
@@ -66,13 +69,17 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
       jobs: () => queue.counts(),
     },
   })
-  const registry = createRegistry({
-    config,
-    logger: logger.child({ component: 'inference' }),
-    onRun: metrics.observeRun,
-    onBatch: metrics.observeBatch,
-    backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS),
-  })
+  const statistics = createInferenceStatistics()
+  const registry = withStatistics(
+    createRegistry({
+      config,
+      logger: logger.child({ component: 'inference' }),
+      onRun: metrics.observeRun,
+      onBatch: metrics.observeBatch,
+      backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS),
+    }),
+    statistics,
+  )
   try {
     await registry.start()
   } catch (error) {
@@ -106,6 +113,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
     database,
     metrics,
     registry,
+    statistics,
     keys,
     limiter,
     queue,

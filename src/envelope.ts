@@ -131,8 +131,23 @@ function headersFor(status: number) {
  * @example response: responses({ 200: EnvelopeSchema(Model) }, 401, 403, 404)
  */
 export function responses(success: Record<number, TSchema>, ...errorStatuses: number[]) {
+  return responseMap(ErrorEnvelope, success, errorStatuses)
+}
+
+const OipError = (description?: string) =>
+  t.Object({ error: t.String({ description: 'What went wrong, for a person to act on' }) }, { description })
+
+/**
+ * The same map for the Open Inference Protocol routes under `/v2`, whose errors are `{ "error": "<message>" }`.
+ * @example response: oipResponses({ 200: OipModel.serverMetadata }, 401)
+ */
+export function oipResponses(success: Record<number, TSchema>, ...errorStatuses: number[]) {
+  return responseMap(OipError, success, errorStatuses)
+}
+
+function responseMap(errorBody: (description?: string) => TSchema, success: Record<number, TSchema>, errorStatuses: number[]) {
   const map: Record<number, TSchema> = { ...success }
-  for (const status of new Set([400, 429, 500, ...errorStatuses])) map[status] = ErrorEnvelope(ERROR_DESCRIPTIONS[status])
+  for (const status of new Set([400, 429, 500, ...errorStatuses])) map[status] = errorBody(ERROR_DESCRIPTIONS[status])
   for (const [status, schema] of Object.entries(map)) map[Number(status)] = withHeaders(schema as never, headersFor(Number(status)))
   return map
 }

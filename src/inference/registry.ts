@@ -8,6 +8,7 @@ import { type Batcher, type BatcherOptions, createBatcher } from './batcher'
 import { loadManifest, type Manifest } from './manifest'
 import { createPool, type Pool, type PoolOptions, type RunOptions, type RunResult } from './pool'
 import {
+  type DecodedRequest,
   datatypeOf,
   type Feeds,
   type InferRequest,
@@ -118,7 +119,7 @@ export interface Registry {
    */
   check(name: string, request: InferRequest): void
   /** Validated Open Inference Protocol request → response. */
-  infer(name: string, request: InferRequest, options?: CallOptions): Promise<InferResult>
+  infer(name: string, request: InferRequest | DecodedRequest, options?: CallOptions): Promise<InferResult>
   /** Typed arrays in, typed arrays out, no JSON checks: for trusted callers such as the realtime VAD (batched like any request). */
   runRaw(name: string, feeds: Feeds, options?: CallOptions): Promise<RunResult>
   /**
@@ -409,7 +410,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     return timeoutFor(manifest, requested)
   }
 
-  const feedsOf = (name: string, entry: Entry, request: InferRequest) =>
+  const feedsOf = (name: string, entry: Entry, request: InferRequest | DecodedRequest) =>
     validateInferRequest(request, { model: name, inputs: entry.inputs, outputs: entry.outputs, maxElements: config.INFERENCE_MAX_ELEMENTS })
 
   function check(name: string, request: InferRequest): void {
@@ -424,7 +425,7 @@ export function createRegistry(options: RegistryOptions): Registry {
     return entry.batcher ? entry.batcher.run(feeds, runOptions) : pool.run(entry.manifest.name, feeds, runOptions)
   }
 
-  async function infer(name: string, request: InferRequest, callOptions: CallOptions = {}): Promise<InferResult> {
+  async function infer(name: string, request: InferRequest | DecodedRequest, callOptions: CallOptions = {}): Promise<InferResult> {
     const entry = serving(name)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs ?? request.parameters?.timeout_ms, '/parameters/timeout_ms')
     const feeds = feedsOf(name, entry, request)

@@ -82,6 +82,14 @@ export const InferRequestSchema = t.Object(
 )
 export type InferRequest = typeof InferRequestSchema.static
 
+/**
+ * A request some of whose inputs arrived as binary tensor data (the OIP binary extension): those hold their
+ * typed array, already sized to the shape by the codec (src/inference/oip-binary.ts), and skip the per-value
+ * JSON checks (binary floats may be NaN or infinite; integer ranges are the array's own).
+ */
+export type DecodedInput = Omit<InferInput, 'data'> & { data: InferInput['data'] | TypedArray }
+export type DecodedRequest = Omit<InferRequest, 'inputs'> & { inputs: DecodedInput[] }
+
 export const InferOutputSchema = t.Object({
   name: t.String(),
   shape: t.Array(t.Integer()),
@@ -159,15 +167,15 @@ export interface ValidateInputsOptions {
  * Every problem found is reported in one ValidationError, each with a JSON pointer.
  * @example const feeds = validateInferRequest(body, { model: 'arith', inputs, outputs, maxElements: 1 << 20 })
  */
-export function validateInferRequest(request: InferRequest, options: ValidateInputsOptions): Feeds {
+export function validateInferRequest(request: InferRequest | DecodedRequest, options: ValidateInputsOptions): Feeds {
   const { model, inputs, outputs, maxElements } = options
   const issues: FieldIssue[] = []
   const byName = new Map(inputs.map((i) => [i.name, i]))
   const seen = new Set<string>()
-  const checked: { index: number; input: InferInput; datatype: Datatype }[] = []
+  const checked: { index: number; input: DecodedInput; datatype: Datatype }[] = []
   let total = 0
 
-  request.inputs.forEach((input, index) => {
+  request.inputs.forEach((input: DecodedInput, index) => {
     const at = `/inputs/${index}`
     const info = byName.get(input.name)
     if (!info) {
@@ -227,15 +235,19 @@ export function validateInferRequest(request: InferRequest, options: ValidateInp
   })
   if (issues.length) throw new ValidationError(`The request does not fit model "${model}"`, issues)
 
-  for (const { index, input, datatype } of checked) issues.push(...checkValues(input.data, datatype, `/inputs/${index}/data`))
+  for (const { index, input, datatype } of checked)
+    if (!ArrayBuffer.isView(input.data)) issues.push(...checkValues(input.data, datatype, `/inputs/${index}/data`))
   if (issues.length) throw new ValidationError(`The request does not fit model "${model}"`, issues)
 
   const feeds: Feeds = {}
-  for (const { input, datatype } of checked) feeds[input.name] = toRawTensor(datatype, input.shape, input.data)
+  for (const { input, datatype } of checked)
+    feeds[input.name] = ArrayBuffer.isView(input.data)
+      ? { type: DATATYPES[datatype], dims: [...input.shape], data: input.data }
+      : toRawTensor(datatype, input.shape, input.data)
   return feeds
 }
 
-function checkShape(input: InferInput, info: TensorInfo, at: string): FieldIssue[] {
+function checkShape(input: DecodedInput, info: TensorInfo, at: string): FieldIssue[] {
   const bad = input.shape.findIndex((d) => !Number.isSafeInteger(d) || d < 0)
   if (bad >= 0) return [{ path: `${at}/shape/${bad}`, message: 'Dimensions must be whole numbers ≥ 0' }]
   if (!info.shape) return []

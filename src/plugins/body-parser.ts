@@ -1,5 +1,6 @@
 import { Elysia } from 'elysia'
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors'
+import { HEADER_LENGTH_HEADER, splitBody } from '../inference/oip-binary'
 import type { RouteLookup } from './route-lookup'
 
 export interface BodyParserOptions {
@@ -12,6 +13,18 @@ export interface BodyParserOptions {
 }
 
 type BodyKind = 'json' | 'form' | 'multipart' | 'binary'
+
+/**
+ * OpenAPI extension a route sets in `detail` to take an Open Inference Protocol infer body: JSON, or the JSON
+ * header followed by binary tensor data (`Inference-Header-Content-Length`). Its handler receives an `OipBody`.
+ */
+export const OIP_BODY_EXTENSION = 'x-oip-infer-body'
+
+/** What an OIP infer route receives: the parsed JSON header and the binary tensor data after it (empty when none). */
+export interface OipBody {
+  header: unknown
+  binary: Uint8Array
+}
 
 /** Which parser a Content-Type gets, or undefined for types vireo does not accept. */
 export function bodyKind(contentType: string | null): BodyKind | undefined {
@@ -109,6 +122,28 @@ async function parseMultipart(bytes: Uint8Array, contentType: string): Promise<R
 }
 
 /**
+ * An OIP infer body. The protocol names no Content-Type and tritonclient sends none, so none, JSON and
+ * application/octet-stream are all taken. With binary data the whole body may reach the upload limit; the JSON
+ * header alone never passes the JSON limit.
+ */
+async function parseOipBody(
+  request: Request,
+  contentType: string,
+  limits: { json: number; upload: number; depth: number },
+): Promise<OipBody> {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  if (type && bodyKind(type) !== 'json' && type !== 'application/octet-stream')
+    throw new UnsupportedMediaTypeError(
+      `Content-Type "${contentType}" is not accepted here; send application/json, or application/octet-stream with Inference-Header-Content-Length`,
+    )
+  const headerLength = request.headers.get(HEADER_LENGTH_HEADER)
+  const bytes = await readLimited(request, headerLength === null ? limits.json : limits.upload)
+  const { json, binary } = splitBody(bytes, headerLength)
+  if (json.byteLength > limits.json) throw new PayloadTooLargeError(limits.json)
+  return { header: parseJson(json, limits.depth), binary }
+}
+
+/**
  * The only body parser: JSON, multipart, url-encoded forms and raw audio/binary, each read
  * under its byte limit and answered with the error envelope when too large or malformed.
  * @example app.use(bodyParser({ maxJsonBytes: 1 << 20, maxUploadBytes: 50 << 20 }))
@@ -124,6 +159,8 @@ export const bodyParser = (options: BodyParserOptions) => {
         await request.body?.cancel().catch(() => {})
         return null
       }
+      if (hooks?.detail?.[OIP_BODY_EXTENSION])
+        return parseOipBody(request, contentType, { json: maxJsonBytes, upload: maxUploadBytes, depth: maxJsonDepth })
       const kind = bodyKind(contentType)
       // No body bytes (Bun's and undici's fetch send Content-Length: 0 on a bodiless DELETE): no media type to refuse.
       // An empty JSON document is still refused below, with a message saying so.

@@ -12,6 +12,8 @@ export const EXPOSED_HEADERS = [
   'Deprecation',
   'Sunset',
   'Link',
+  // The Open Inference Protocol's binary answers say where their JSON header ends.
+  'Inference-Header-Content-Length',
 ]
 
 /**
@@ -32,6 +34,7 @@ export const corsPolicy = (origins: string[]) =>
       'Accept-Version',
       'Idempotency-Key',
       'Prefer',
+      'Inference-Header-Content-Length',
     ],
     exposeHeaders: EXPOSED_HEADERS,
     credentials: false,

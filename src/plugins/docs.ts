@@ -62,6 +62,11 @@ const documentation = (version: string) => ({
     { name: 'audio', description: 'Voice activity detection' },
     { name: 'keys', description: 'API keys' },
     { name: 'jobs', description: 'Asynchronous jobs with retries' },
+    {
+      name: 'oip',
+      description:
+        'Open Inference Protocol (KServe v2) under /v2, for Triton and KServe clients: bare protocol JSON, no envelope; errors are `{ "error": "<message>" }`',
+    },
   ],
   // Protected unless a route says otherwise: public routes declare `security: []`, the auth macro sets both schemes.
   security: [{ bearer: [] }, { apiKey: [] }],

@@ -13,6 +13,7 @@ import {
 import type { Logger } from '../logger'
 import { bodyKind } from './body-parser'
 import { requestState } from './request-id'
+import { isOipPath } from './versioning'
 
 export interface RouteInfo {
   method: string
@@ -55,6 +56,16 @@ export function validationIssues(error: Readonly<ElysiaValidationError>): FieldI
   })
 }
 
+/**
+ * The Open Inference Protocol's error body, `{ "error": "<message>" }`: one string, so the field issues a v1
+ * client finds in `details` are spelled into it.
+ */
+export function oipErrorBody(error: AppError, internal: boolean): { error: string } {
+  const issues = !internal && Array.isArray(error.details) ? (error.details as FieldIssue[]) : []
+  const where = issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')
+  return { error: where ? `${error.message}: ${where}` : error.message }
+}
+
 function codeForStatus(status: number): ErrorCode {
   const match = (Object.entries(ERROR_CODES) as [ErrorCode, number][]).find(([, s]) => s === status)
   return match?.[0] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_ERROR')
@@ -63,6 +74,7 @@ function codeForStatus(status: number): ErrorCode {
 /**
  * Maps every error — vireo's own and the framework's — to the error envelope, with the
  * contract's status, and logs it. 500s show a generic message; the log has the stack.
+ * Under `/v2` the same error leaves in the protocol's shape instead (`oipErrorBody`), status and headers unchanged.
  * @example app.use(errorHandler({ logger, routes: () => app.routes }))
  */
 export const errorHandler = (options: ErrorHandlerOptions) =>
@@ -114,5 +126,6 @@ export const errorHandler = (options: ErrorHandlerOptions) =>
     set.status = appError.status
     Object.assign(set.headers, appError.headers)
     set.headers['content-type'] = 'application/json'
+    if (isOipPath(context.url)) return oipErrorBody(appError, internal)
     return errorBody(appError.code, appError.message, state?.id ?? 'unknown', internal ? undefined : appError.details)
   })

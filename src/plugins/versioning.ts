@@ -3,6 +3,11 @@ import { UnsupportedApiVersionError } from '../errors'
 
 export const API_VERSION = '1'
 export const API_PREFIX = '/api/v1'
+/** The Open Inference Protocol (KServe v2) routes: bare protocol JSON, beside the enveloped /api/v1. */
+export const OIP_PREFIX = '/v2'
+
+/** Whether a path is under `/v2`, whose answers, errors included, are shaped by the protocol rather than the envelope. */
+export const isOipPath = (pathname: string) => pathname === OIP_PREFIX || pathname.startsWith(`${OIP_PREFIX}/`)
 
 export interface Deprecation {
   /** When the route became deprecated. */

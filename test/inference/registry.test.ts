@@ -35,7 +35,14 @@ describe('model registry with the fixture models', () => {
 
   it('marks a corrupt model and a bad manifest failed and serves the others', () => {
     const status = Object.fromEntries(registry.list().map((m) => [m.name, m.status]))
-    expect(status).toEqual({ arith: 'ready', badmanifest: 'failed', corrupt: 'failed', dynbatch: 'ready', slow: 'ready' })
+    expect(status).toEqual({
+      alltypes: 'ready',
+      arith: 'ready',
+      badmanifest: 'failed',
+      corrupt: 'failed',
+      dynbatch: 'ready',
+      slow: 'ready',
+    })
     expect(registry.get('corrupt').reason).toContain('protobuf parsing failed')
     expect(registry.get('badmanifest').reason).toStartWith('manifest.json is invalid: ')
     expect(registry.get('badmanifest').reason).toContain('/name: Expected string to match')
