@@ -35,6 +35,7 @@ const SETTINGS = {
   RATE_LIMIT_JOBS: '100000/60',
   RATE_LIMIT_ADMIN: '100000/60',
   RATE_LIMIT_AUTH_FAILURES: '100000/60',
+  SHUTDOWN_GRACE_MS: '2000',
 }
 /** One Silero frame of silence. */
 const FRAME = {
@@ -304,6 +305,19 @@ describe(`realtime stream on ${RUNTIME}`, () => {
     expect((await client.closed).code).toBe(1003)
   })
 
+  // What each runtime does itself with a message over its own cap, before vireo sees it (VAD_STREAM_MAX_MESSAGE_BYTES
+  // is capped at Bun's 16 MiB, so below that vireo answers on both).
+  const cap = { bun: { mib: 16, close: 1009 }, deno: { mib: 64, close: 1006 } }[RUNTIME]
+  it(`closes a stream with ${cap.close} for a message over ${RUNTIME}'s own cap of ${cap.mib} MiB, and keeps serving`, async () => {
+    const client = await configuredStream(connect())
+    client.ws.send(new Uint8Array(cap.mib * 1024 * 1024 + 2))
+    expect((await client.closed).code).toBe(cap.close)
+    expect(client.events.map((e) => e.type)).toEqual(['ready'])
+    const next = await configuredStream(connect())
+    next.ws.close()
+    await next.closed
+  })
+
   it('limits open streams per key, and frees the slot when a stream closes', async () => {
     const key = (await call('POST', '/api/v1/keys', { key: ADMIN, json: { name: 'streams', scopes: ['inference'] } })).body.data.key
     const open = [connect({ headers: bearer(key) }), connect({ headers: bearer(key) })]
@@ -350,5 +364,18 @@ describe(`stream time limits on ${RUNTIME}`, () => {
     clearInterval(feeder)
     expect(error.code).toBe('TIMEOUT_ERROR')
     expect((await client.closed).code).toBe(1008)
+  })
+})
+
+describe(`shutdown on ${RUNTIME}`, () => {
+  // Bun lets a stream run on through SHUTDOWN_GRACE_MS and then closes it; Deno's server.shutdown() closes it at once.
+  it('closes an open stream with 1001 on SIGTERM, and exits 0 after "shutdown complete"', async () => {
+    const client = await configuredStream(
+      openStream(`${server.url.replace(/^http/, 'ws')}/api/v1/audio/vad/stream`, { headers: bearer(user) }),
+    )
+    server.proc.kill('SIGTERM')
+    expect((await client.closed).code).toBe(1001)
+    expect(await server.proc.exited).toBe(0)
+    expect(await server.output()).toContain('"msg":"shutdown complete"')
   })
 })
