@@ -340,10 +340,15 @@ describe(`realtime stream on ${RUNTIME}`, () => {
   })
 })
 
-describe(`stream time limits on ${RUNTIME}`, () => {
+describe(`stream limits on ${RUNTIME}`, () => {
+  /** Upgrades count against the inference quota. */
+  const QUOTA = 6
   let limited: RunningServer
   beforeAll(async () => {
-    limited = await startServer({ ...SETTINGS, VAD_STREAM_IDLE_S: '1', VAD_STREAM_MAX_S: '3' }, RUNTIME)
+    limited = await startServer(
+      { ...SETTINGS, VAD_STREAM_IDLE_S: '1', VAD_STREAM_MAX_S: '3', RATE_LIMIT_INFERENCE: `${QUOTA}/600` },
+      RUNTIME,
+    )
   })
   afterAll(async () => {
     limited?.proc.kill('SIGTERM')
@@ -364,6 +369,30 @@ describe(`stream time limits on ${RUNTIME}`, () => {
     clearInterval(feeder)
     expect(error.code).toBe('TIMEOUT_ERROR')
     expect((await client.closed).code).toBe(1008)
+  })
+
+  it('counts each upgrade against the inference quota, and refuses the upgrade with 429 once it is spent', async () => {
+    let refused = false
+    for (let i = 0; i <= QUOTA && !refused; i++) {
+      const client = connectLimited()
+      refused = !(await client.opened)
+      client.ws.close()
+      await client.closed
+    }
+    expect(refused).toBe(true)
+    const answer = await fetch(`${limited.url}/api/v1/audio/vad/stream`, {
+      headers: {
+        ...bearer(ADMIN),
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      },
+    })
+    expect(answer.status).toBe(429)
+    expect((await answer.json()).error.code).toBe('RATE_LIMITED')
+    expect(Number(answer.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(answer.headers.get('ratelimit-policy')).toBe(`"inference";q=${QUOTA};w=600`)
   })
 })
 
