@@ -284,6 +284,16 @@ describe(`realtime stream on ${RUNTIME}`, () => {
     expect(JSON.stringify([...keyOnly.headers, await keyOnly.text()])).not.toContain(user)
   })
 
+  it('refuses a malformed upgrade (no Sec-WebSocket-Key) with 400 in the envelope', async () => {
+    const answer = await fetch(url().replace(/^ws/, 'http'), { headers: { ...bearer(user), connection: 'Upgrade', upgrade: 'websocket' } })
+    const body = await answer.json()
+    expect({ status: answer.status, code: body.error.code, request_id: body.request_id }).toEqual({
+      status: 400,
+      code: 'VALIDATION_ERROR',
+      request_id: answer.headers.get('x-request-id'),
+    })
+  })
+
   const failures: [string, (c: StreamClient) => void, string, number][] = [
     ['malformed config', (c) => c.ws.send('hello'), 'VALIDATION_ERROR', 1008],
     ['binary before config', (c) => c.ws.send(new Uint8Array(64)), 'UNSUPPORTED_MEDIA_TYPE', 1003],

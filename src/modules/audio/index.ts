@@ -86,8 +86,15 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
       ])
   }
 
-  /** Browsers drop a connection whose answer names no subprotocol when they offered some: name the keyless one. */
-  function chooseProtocol({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
+  /**
+   * Refuses a malformed upgrade in the envelope (left to the runtime, Bun's would be a bare text 400). Browsers drop a
+   * connection whose answer names no subprotocol when they offered some: name the keyless one.
+   */
+  function prepareUpgrade({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
+    if (!request.headers.get('sec-websocket-key') || request.headers.get('sec-websocket-version') !== '13')
+      throw new ValidationError('Expected a WebSocket upgrade', [
+        { path: 'header:/sec-websocket-key', message: 'a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version 13' },
+      ])
     if (offeredProtocols(request).length) set.headers['sec-websocket-protocol'] = VAD_STREAM_PROTOCOL
   }
 
@@ -185,30 +192,31 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
       'WS',
       '/vad/stream',
       function upgradeStream({ request, set }) {
-        chooseProtocol({ request, set })
+        prepareUpgrade({ request, set })
         const owner = ownerOf(request)
         if (!upgradeWebSocket(request, { headers: set.headers, open: (socket) => sessions.open(socket, owner) }))
-          throw new ValidationError('Expected a WebSocket upgrade', [{ path: 'header:/upgrade', message: 'must ask for websocket' }])
+          throw new ValidationError('The WebSocket upgrade was refused by the runtime')
       },
       stream,
     )
 
-  const open = new WeakMap<object, StreamSession>()
+  /** The session of each Bun socket. */
+  const sessionOf = new WeakMap<object, StreamSession>()
   return routes.ws('/vad/stream', {
     ...stream,
-    upgrade: chooseProtocol,
+    upgrade: prepareUpgrade,
     open(ws) {
       const raw = ws.raw
-      open.set(
+      sessionOf.set(
         raw,
         sessions.open({ send: (text) => raw.send(text), close: (code, reason) => raw.close(code, reason) }, ownerOf(ws.data.request)),
       )
     },
     message(ws, message) {
-      open.get(ws.raw)?.message(asReceived(message))
+      sessionOf.get(ws.raw)?.message(asReceived(message))
     },
     close(ws) {
-      open.get(ws.raw)?.closed()
+      sessionOf.get(ws.raw)?.closed()
     },
   })
 }
