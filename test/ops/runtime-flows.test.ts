@@ -414,18 +414,15 @@ describe(`shutdown on ${RUNTIME}`, () => {
     const client = await configuredStream(
       openStream(`${server.url.replace(/^http/, 'ws')}/api/v1/audio/vad/stream`, { headers: bearer(user) }),
     )
-    let started: () => void
-    const flowing = new Promise<void>((resolve) => {
-      started = resolve
-    })
-    // A body that starts and never ends.
-    const stalled = fetch(`${server.url}/api/v1/keys`, {
+    // An upload that starts and never ends, with a key of its own: its first use (checked before the body is read)
+    // shows as last_used_at, so the signal comes once the server is reading the body.
+    const created = (await call('POST', '/api/v1/keys', { key: ADMIN, json: { name: 'uploader', scopes: ['inference'] } })).body.data
+    const stalled = fetch(`${server.url}/api/v1/audio/vad`, {
       method: 'POST',
-      headers: { ...bearer(ADMIN), 'content-type': 'application/json' },
+      headers: { ...bearer(created.key), 'content-type': 'audio/wav' },
       body: new ReadableStream<Uint8Array>({
         start(controller) {
-          controller.enqueue(new TextEncoder().encode('{"name":'))
-          started()
+          controller.enqueue(new Uint8Array(1024))
         },
       }),
       duplex: 'half',
@@ -433,7 +430,11 @@ describe(`shutdown on ${RUNTIME}`, () => {
       (response) => response.status,
       () => 'cut',
     )
-    await flowing
+    await until(
+      async () =>
+        (await call('GET', '/api/v1/keys?limit=100', { key: ADMIN })).body.data.items.find((k: { id: string }) => k.id === created.id)
+          ?.last_used_at !== null,
+    )
     server.proc.kill('SIGTERM')
     expect((await client.closed).code).toBe(1001)
     expect(await server.proc.exited).toBe(0)
