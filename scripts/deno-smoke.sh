@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Start vireo under Deno on a throwaway PGlite and check that it answers in the envelope:
 # liveness, the model list (admin key), a validation error, an unknown route; then a graceful SIGTERM.
-# Deno comes from the `deno` devDependency (its npm package ships the binary). Exits non-zero on any failure.
+# Then the main flows (keys, inference, batch, file VAD, jobs, errors, the realtime WebSocket) and the HTTP parser's
+# refusals, as bun tests pointed at Deno processes (TEST_RUNTIME=deno: test/ops/runtime-flows.test.ts,
+# test/http-parser.test.ts); the suite runs the same files on Bun.
+# Deno comes from the `deno` devDependency (its npm package ships the binary); a missing Deno fails, never skips.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +68,13 @@ else
   echo "  FAIL OpenAPI document: status $docs_status" >&2
 fi
 check 'unauthorized' 401 "$(error_of UNAUTHORIZED)" "$base/api/v1/keys/me"
+if jq -e '.paths["/api/v1/audio/vad/stream"].get.responses["101"]' "$work/openapi.json" >/dev/null; then
+  passed=$((passed + 1))
+  echo "  ok   the realtime stream is served and documented"
+else
+  failed=$((failed + 1))
+  echo "  FAIL the OpenAPI document lacks GET /api/v1/audio/vad/stream (101)" >&2
+fi
 
 kill -TERM "$pid"
 if wait "$pid"; then
@@ -81,3 +92,7 @@ fi
 
 echo "deno smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
+
+echo "deno smoke: main flows and HTTP parser refusals on Deno"
+# A partial run: bunfig.toml's per-file coverage thresholds do not apply (.ci/bunfig.partial.toml).
+TEST_RUNTIME=deno bun test --config=.ci/bunfig.partial.toml --timeout 300000 test/ops/runtime-flows.test.ts test/http-parser.test.ts

@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import pkg from '../package.json' with { type: 'json' }
 import type { Deps } from './deps'
 import { audioModule } from './modules/audio'
+import type { UpgradeWebSocket } from './modules/audio/sessions'
 import { healthModule } from './modules/health'
 import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
@@ -20,11 +21,16 @@ import { routeLookup } from './plugins/route-lookup'
 import { securityHeaders } from './plugins/security-headers'
 import { versioning } from './plugins/versioning'
 
+export interface AppOptions {
+  /** What upgrades the realtime stream where Elysia's `.ws()` cannot (the Deno entry point passes it). */
+  upgradeWebSocket?: UpgradeWebSocket
+}
+
 /**
  * Compose vireo from its plugins (cross-cutting, in order) and feature modules.
  * @example const app = createApp(deps); const res = await app.handle(new Request('http://x/api/v1/health/live'))
  */
-export function createApp(deps: Deps) {
+export function createApp(deps: Deps, options: AppOptions = {}) {
   const { config, logger, limiter } = deps
   // normalize: false makes `additionalProperties: false` reject unknown fields instead of silently dropping them.
   const app: Elysia = new Elysia({ name: 'vireo', normalize: false })
@@ -57,7 +63,17 @@ export function createApp(deps: Deps) {
       .use(
         modelsModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, maxBatch: config.INFERENCE_MAX_BATCH }),
       )
-      .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
+      .use(
+        audioModule({
+          registry: deps.registry,
+          jobs: deps.jobs,
+          keys: deps.keys,
+          limiter,
+          logger,
+          config,
+          upgradeWebSocket: options.upgradeWebSocket,
+        }),
+      )
       .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: deps.registry.check }))
       .use(
         oipModule({

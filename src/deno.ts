@@ -1,9 +1,12 @@
 import { createApp } from './app'
 import { boot, gracefulShutdown } from './boot'
+import type { UpgradeWebSocket } from './modules/audio/sessions'
 
 /**
  * Entry point under Deno (`deno task start`): the same boot → app as `src/index.ts`, served
- * by `Deno.serve`. Realtime WebSocket routes stay Bun-only: Elysia's `.ws()` needs Bun's server.
+ * by `Deno.serve`. Elysia's `.ws()` needs Bun's server, so the realtime stream is upgraded here with
+ * `Deno.upgradeWebSocket`, after the same route hooks (key, subprotocol rule, rate limit) have admitted it,
+ * and runs the same session code as on Bun.
  */
 
 /** The part of the Deno namespace used here; the project's TypeScript setup only knows Bun's types. */
@@ -13,11 +16,38 @@ declare const Deno: {
     handler: (request: Request, info: { remoteAddr: { hostname: string; port: number } }) => Response | Promise<Response>,
   ): { shutdown(): Promise<void> }
   addSignalListener(signal: 'SIGTERM' | 'SIGINT', handler: () => void): void
+  upgradeWebSocket(request: Request, options?: { protocol?: string }): { socket: WebSocket; response: Response }
 }
 
 const deps = await boot()
 const { config, logger } = deps
-const app = createApp(deps)
+
+// The 101 answer cannot pass through Elysia (it rebuilds responses, and a Response with status 101 cannot be
+// constructed), so the route only asks for the upgrade and the answer is taken from here.
+const upgrades = new WeakMap<Request, Response>()
+const upgradeWebSocket: UpgradeWebSocket = (request, { headers, open }) => {
+  const { 'sec-websocket-protocol': protocol, ...rest } = headers
+  let upgraded: ReturnType<typeof Deno.upgradeWebSocket>
+  try {
+    upgraded = Deno.upgradeWebSocket(request, { protocol: protocol === undefined ? undefined : String(protocol) })
+  } catch {
+    // Not a valid upgrade (no Sec-WebSocket-Key, wrong version): the route answers 400, as Bun's would.
+    return false
+  }
+  const { socket, response } = upgraded
+  for (const [name, value] of Object.entries(rest)) response.headers.set(name, String(value))
+  upgrades.set(request, response)
+  socket.binaryType = 'arraybuffer'
+  socket.addEventListener('open', function streamOpened() {
+    const session = open({ send: (text) => socket.send(text), close: (code, reason) => socket.close(code, reason) })
+    socket.addEventListener('message', (event) =>
+      session.message(typeof event.data === 'string' ? event.data : new Uint8Array(event.data as ArrayBuffer)),
+    )
+    socket.addEventListener('close', () => session.closed())
+  })
+  return true
+}
+const app = createApp(deps, { upgradeWebSocket })
 
 // Elysia hands route hooks `server.requestIP()` (Bun's API) for the client address that logs and
 // per-IP rate limits use; without it every client would share one "unknown" address.
@@ -40,9 +70,10 @@ const server = Deno.serve(
       ready()
     },
   },
-  function handle(request, info) {
+  async function handle(request, info) {
     peers.set(request, { address: info.remoteAddr.hostname, port: info.remoteAddr.port })
-    return app.handle(request)
+    const response = await app.handle(request)
+    return upgrades.get(request) ?? response
   },
 )
 await listening

@@ -48,6 +48,11 @@ describe('config', () => {
     expect(found.some((p) => p.startsWith('RATE_LIMIT_ADMIN='))).toBe(true)
   })
 
+  it("caps VAD_STREAM_MAX_MESSAGE_BYTES at Bun's own WebSocket message cap, 16 MiB", () => {
+    expect(loadConfig({ VAD_STREAM_MAX_MESSAGE_BYTES: String(16 * 1024 * 1024) }).VAD_STREAM_MAX_MESSAGE_BYTES).toBe(16 * 1024 * 1024)
+    expect(problems({ VAD_STREAM_MAX_MESSAGE_BYTES: String(16 * 1024 * 1024 + 1) })[0]).toStartWith('VAD_STREAM_MAX_MESSAGE_BYTES=')
+  })
+
   it('reads TRUST_PROXY as hops or proxy addresses, and refuses true, which would believe the client', () => {
     expect(loadConfig({}).TRUST_PROXY).toEqual({ hops: 0 })
     expect(loadConfig({ TRUST_PROXY: 'false' }).TRUST_PROXY).toEqual({ hops: 0 })

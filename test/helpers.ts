@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -104,15 +104,30 @@ export interface RunningServer {
   output(): Promise<string>
 }
 
+/** Which runtime serves a test server: Bun (`src/index.ts`) or Deno (`src/deno.ts`). */
+export type Runtime = 'bun' | 'deno'
+
 /**
- * vireo as a real process (`bun src/index.ts`) on a throwaway PGlite and the fixture models, resolved
- * once it logs "vireo listening".
+ * The Deno binary of the `deno` devDependency (its npm package ships it; the `.bin` launcher is a Node script that
+ * would stand between vireo and its signals). Throws when it is missing: a run that asked for Deno never skips it.
+ */
+export function denoBinary(): string {
+  for (const candidate of ['node_modules/deno/deno', 'node_modules/.bin/deno']) if (existsSync(candidate)) return candidate
+  throw new Error('Deno is not installed: `bun install` installs the deno devDependency (node_modules/deno/deno)')
+}
+
+/**
+ * vireo as a real process (`bun src/index.ts`, or `src/deno.ts` under Deno) on a throwaway PGlite and the fixture
+ * models, resolved once it logs "vireo listening".
  * @example const { url, proc } = await startServer({ ADMIN_API_KEY: key }); proc.kill('SIGTERM')
  */
-export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
-  const proc = Bun.spawn(['bun', 'src/index.ts'], {
+export async function startServer(env: Record<string, string> = {}, runtime: Runtime = 'bun'): Promise<RunningServer> {
+  const command = runtime === 'deno' ? [denoBinary(), 'run', '-A', 'src/deno.ts'] : ['bun', 'src/index.ts']
+  const proc = Bun.spawn(command, {
     env: {
       PATH: process.env.PATH ?? '',
+      // Deno keeps its cache under HOME (or DENO_DIR).
+      ...(runtime === 'deno' ? pick(process.env, ['HOME', 'DENO_DIR', 'XDG_CACHE_HOME']) : {}),
       NODE_ENV: 'test',
       LOG_LEVEL: 'info',
       HOST: '127.0.0.1',
@@ -160,3 +175,6 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
     await Bun.sleep(20)
   }
 }
+
+const pick = (from: Record<string, string | undefined>, names: string[]) =>
+  Object.fromEntries(names.flatMap((name) => (from[name] === undefined ? [] : [[name, from[name]]]))) as Record<string, string>

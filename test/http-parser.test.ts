@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { connect } from 'node:net'
-import { type RunningServer, startServer } from './helpers'
+import { type RunningServer, type Runtime, startServer } from './helpers'
+
+/** Bun by default; `TEST_RUNTIME=deno` (run by `bun run smoke:deno`) checks what Deno's parser answers instead. */
+const RUNTIME = (process.env.TEST_RUNTIME ?? 'bun') as Runtime
 
 let server: RunningServer
 beforeAll(async () => {
-  server = await startServer()
+  server = await startServer({}, RUNTIME)
 })
 afterAll(async () => {
   server.proc.kill('SIGTERM')
@@ -28,19 +31,28 @@ function raw(text: string): Promise<{ status: number; body: string }> {
   })
 }
 
-describe("requests Bun's HTTP parser refuses before vireo runs (the README lists them)", () => {
-  const cases: [string, string, number][] = [
-    ['a 100 kB URL', `GET /${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431],
-    ['10 000 headers', `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 10_000 }, (_, i) => `X-${i}: y\r\n`).join('')}\r\n`, 431],
-    ['a duplicate Content-Length', 'POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', 400],
+describe(`requests ${RUNTIME}'s HTTP parser refuses before vireo runs (the README lists them)`, () => {
+  // Deno's parser tells none of them apart: each is a bare 400.
+  const cases: [string, string, { bun: number; deno: number }][] = [
+    ['a 100 kB URL', `GET /${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, { bun: 431, deno: 400 }],
+    [
+      '10 000 headers',
+      `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 10_000 }, (_, i) => `X-${i}: y\r\n`).join('')}\r\n`,
+      { bun: 431, deno: 400 },
+    ],
+    [
+      'a duplicate Content-Length',
+      'POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab',
+      { bun: 400, deno: 400 },
+    ],
     [
       'Content-Length with chunked encoding',
       'POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
-      400,
+      { bun: 400, deno: 400 },
     ],
-    ['an unknown HTTP version', 'GET / HTTP/9.9\r\nHost: x\r\n\r\n', 505],
+    ['an unknown HTTP version', 'GET / HTTP/9.9\r\nHost: x\r\n\r\n', { bun: 505, deno: 400 }],
   ]
-  for (const [what, request, status] of cases)
+  for (const [what, request, { [RUNTIME]: status }] of cases)
     it(`answers ${what} with ${status} and an empty body, and stays up`, async () => {
       const answer = await raw(request)
       expect(answer.status).toBe(status)

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { readWavInfo } from '../../src/audio/decode'
 import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
-import { fixture } from './helpers'
+import { configuredStream, fixture, fixturePcm, openStream, type StreamClient, type StreamOptions } from './helpers'
 
 let t: TestApp
 let key: string
@@ -31,81 +30,15 @@ beforeAll(async () => {
 })
 afterAll(() => stop(t))
 
-interface StreamMessage {
-  type: string
-  code?: string
-  segment?: { start_s: number; end_s: number }
-}
-
-interface Client {
-  ws: WebSocket
-  events: StreamMessage[]
-  opened: Promise<boolean>
-  closed: Promise<{ code: number; reason: string }>
-  next(type: string): Promise<StreamMessage>
-}
-
-function connect(options: { headers?: Record<string, string>; protocols?: string[] } = { headers: bearer(key) }, at = url): Client {
-  const ws = new WebSocket(at, options as never)
-  ws.binaryType = 'arraybuffer'
-  const events: StreamMessage[] = []
-  const waiters: {
-    type: string
-    resolve(event: StreamMessage): void
-    reject(error: Error): void
-  }[] = []
-  ws.addEventListener('message', (m) => {
-    const event = JSON.parse(String(m.data))
-    events.push(event)
-    for (const w of waiters.filter((w) => w.type === event.type)) {
-      waiters.splice(waiters.indexOf(w), 1)
-      w.resolve(event)
-    }
-  })
-  const opened = new Promise<boolean>((resolve) => {
-    ws.addEventListener('open', () => resolve(true))
-    ws.addEventListener('error', () => resolve(false))
-  })
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.addEventListener('close', (e) => {
-      // An event that can no longer come fails its waiter now, with the events seen, instead of hanging the test.
-      for (const w of waiters.splice(0))
-        w.reject(new Error(`closed ${e.code} before a "${w.type}" event; saw ${events.map((x) => x.type).join(', ')}`))
-      resolve({ code: e.code, reason: e.reason })
-    }),
-  )
-  return {
-    ws,
-    events,
-    opened,
-    closed,
-    next: (type) =>
-      new Promise((resolve, reject) => {
-        const seen = events.find((e) => e.type === type)
-        if (seen) resolve(seen)
-        else if (ws.readyState === WebSocket.CLOSED) reject(new Error(`closed before a "${type}" event`))
-        else waiters.push({ type, resolve, reject })
-      }),
-  }
-}
-
-async function pcm(name: string): Promise<Uint8Array> {
-  const bytes = await fixture(name)
-  const info = readWavInfo(bytes)
-  return bytes.subarray(info.dataOffset, info.dataOffset + info.dataBytes)
-}
-
-async function configured(config: Record<string, unknown> = { sample_rate: 16000, encoding: 'pcm_s16le' }, client = connect()) {
-  expect(await client.opened).toBe(true)
-  client.ws.send(JSON.stringify(config))
-  expect((await client.next('ready')).type).toBe('ready')
-  return client
-}
+/** A stream client; by default with the key in the Authorization header, on the shared app. */
+const connect = (options: StreamOptions = { headers: bearer(key) }, at = url) => openStream(at, options)
+const configured = (config?: Record<string, unknown>, client = connect()) => configuredStream(client, config)
+type Client = StreamClient
 
 describe('GET /api/v1/audio/vad/stream', () => {
   it('emits speech_start and speech_end for a fixture streamed in uneven chunks, matching POST /audio/vad', async () => {
     const client = await configured({ sample_rate: 16000, encoding: 'pcm_s16le', probabilities: true })
-    const data = await pcm('speech_16k_mono_s16.wav')
+    const data = await fixturePcm('speech_16k_mono_s16.wav')
     // Odd-sized chunks (in samples) make frames straddle messages.
     for (let at = 0; at < data.length; at += 2 * 1234) client.ws.send(data.subarray(at, Math.min(data.length, at + 2 * 1234)))
     client.ws.send(JSON.stringify({ type: 'end' }))

@@ -1,14 +1,11 @@
-import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Elysia, t } from 'elysia'
 import { readAudioInfo } from '../../audio/decode'
 import { detectSpeech, VAD_MODEL } from '../../audio/detect'
-import { resolveVadOptions, resolveVadParams } from '../../audio/params'
-import { inferVadFrame, RealtimeVad, type StreamEvent } from '../../audio/stream'
+import { resolveVadOptions } from '../../audio/params'
 import type { Config } from '../../config'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
-import { AppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
-import type { Feeds } from '../../inference/tensors'
 import type { KeyService, Principal } from '../../keys/service'
 import type { Logger } from '../../logger'
 import { auth, authenticate, principalOf, WS_KEY_PROTOCOL_PREFIX } from '../../plugins/auth'
@@ -20,31 +17,12 @@ import { acceptedAsJob, asyncHeaders, prefersAsync, requireJobsScope } from '../
 import type { JobService } from '../jobs/service'
 import { AudioModel } from './model'
 import { coerceFields } from './service'
+import { createStreamSessions, type StreamConfig, type StreamOwner, type StreamSession, type UpgradeWebSocket } from './sessions'
 
 /** Subprotocol a client may offer beside its key, so the server can accept it without echoing the key back. */
 export const VAD_STREAM_PROTOCOL = 'vireo.vad.v1'
 
-/** WebSocket close codes (RFC 6455 §7.4.1; 4000–4999 are the application's own). */
-export const CLOSE = {
-  normal: 1000,
-  unsupportedData: 1003,
-  invalidData: 1007,
-  policy: 1008,
-  tooBig: 1009,
-  internal: 1011,
-  tryAgainLater: 1013,
-  idle: 4008,
-} as const
-
-export type AudioConfig = Pick<
-  Config,
-  | 'MAX_AUDIO_SECONDS'
-  | 'MAX_UPLOAD_BYTES'
-  | 'VAD_STREAM_MAX_PER_KEY'
-  | 'VAD_STREAM_IDLE_S'
-  | 'VAD_STREAM_MAX_S'
-  | 'VAD_STREAM_MAX_MESSAGE_BYTES'
->
+export type AudioConfig = Pick<Config, 'MAX_AUDIO_SECONDS' | 'MAX_UPLOAD_BYTES'> & StreamConfig
 
 export interface AudioModuleOptions {
   registry: Registry
@@ -53,9 +31,9 @@ export interface AudioModuleOptions {
   limiter: RateLimiter
   logger: Logger
   config: AudioConfig
+  /** Given where Elysia's `.ws()` cannot upgrade (Deno): the stream route then upgrades through it. */
+  upgradeWebSocket?: UpgradeWebSocket
 }
-
-const checkStreamConfig = TypeCompiler.Compile(AudioModel.streamConfig)
 
 /** Audio bytes and the raw (text) parameters of a POST /audio/vad, from either body form. */
 async function readUpload(body: unknown, contentType: string | null): Promise<{ bytes: Uint8Array; fields: Record<string, unknown> }> {
@@ -81,25 +59,12 @@ async function readUpload(body: unknown, contentType: string | null): Promise<{ 
   ])
 }
 
-interface StreamState {
-  vad?: RealtimeVad
-  chain: Promise<void>
-  idle?: ReturnType<typeof setTimeout>
-  limit?: ReturnType<typeof setTimeout>
-  closed: boolean
-  keyId: string
-  /** Closes the socket; with an error, an error event goes first (browsers do not reliably show close reasons). */
-  close(code: number, error?: AppError): void
-}
-
 /**
  * `/api/v1/audio`: speech segments of an uploaded WAV (sync or as a job) and the realtime VAD WebSocket.
  * @example app.use(audioModule({ registry, jobs, keys, limiter, logger, config }))
  */
-export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: AudioModuleOptions) => {
-  const runVad = async (feeds: Feeds) => (await registry.runRaw(VAD_MODEL, feeds)).outputs
-  const openPerKey = new Map<string, number>()
-  const streams = new WeakMap<object, StreamState>()
+export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upgradeWebSocket }: AudioModuleOptions) => {
+  const sessions = createStreamSessions({ registry, config })
 
   const offeredProtocols = (request: Request) =>
     (request.headers.get('sec-websocket-protocol') ?? '')
@@ -121,17 +86,27 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
       ])
   }
 
-  /** Browsers drop a connection whose answer names no subprotocol when they offered some: name the keyless one. */
-  function chooseProtocol({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
+  /**
+   * Refuses a malformed upgrade in the envelope (left to the runtime, Bun's would be a bare text 400). Browsers drop a
+   * connection whose answer names no subprotocol when they offered some: name the keyless one.
+   */
+  function prepareUpgrade({ request, set }: { request: Request; set: { headers: Record<string, string | number> } }) {
+    if (!request.headers.get('sec-websocket-key') || request.headers.get('sec-websocket-version') !== '13')
+      throw new ValidationError('Expected a WebSocket upgrade', [
+        { path: 'header:/sec-websocket-key', message: 'a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version 13' },
+      ])
     if (offeredProtocols(request).length) set.headers['sec-websocket-protocol'] = VAD_STREAM_PROTOCOL
   }
 
   const wavFile = { type: 'string' as const, format: 'binary', maxLength: config.MAX_UPLOAD_BYTES, description: 'A WAV file' }
 
-  const send = (ws: { send(data: string): unknown }, event: StreamEvent | { type: string; [k: string]: unknown }) =>
-    ws.send(JSON.stringify(event))
+  /** The key an admitted upgrade authenticated, and the logger of that request. */
+  const ownerOf = (request: Request): StreamOwner => ({
+    keyId: (principalOf(request) as Principal).id,
+    log: requestState(request)?.log ?? logger,
+  })
 
-  return new Elysia({ name: 'vireo.module.audio', prefix: `${API_PREFIX}/audio`, normalize: false, detail: { tags: ['audio'] } })
+  const routes = new Elysia({ name: 'vireo.module.audio', prefix: `${API_PREFIX}/audio`, normalize: false, detail: { tags: ['audio'] } })
     .use(auth({ keys, limiter }))
     .use(rateLimit({ limiter, logger }))
     .post(
@@ -197,163 +172,55 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
         ),
       },
     )
-    .ws('/vad/stream', {
-      rateLimit: 'inference',
-      detail: {
-        summary: 'Realtime VAD over a WebSocket',
-        description:
-          `Authenticate with Authorization / X-API-Key, or (browsers) the subprotocol \`${WS_KEY_PROTOCOL_PREFIX}<key>\` offered beside ` +
-          `\`${VAD_STREAM_PROTOCOL}\`. First text message: { sample_rate, encoding: pcm_s16le | f32le, …segmenter parameters, probabilities? }; ` +
-          'answer { type: ready }. Then binary PCM messages of any whole number of samples; events speech_start, speech_end, probability. ' +
-          'Send { type: end } to flush the last segment. Errors: { type: error, code, message } then close.',
-      },
-      transform: authenticateStream,
-      upgrade: chooseProtocol,
-      open(ws) {
-        const principal = principalOf(ws.data.request) as Principal
-        const log = requestState(ws.data.request)?.log ?? logger
-        const state: StreamState = {
-          chain: Promise.resolve(),
-          closed: false,
-          keyId: principal.id,
-          close(code, error) {
-            if (state.closed) return
-            if (error) {
-              if (code === CLOSE.internal) log.error({ err: error.cause ?? error }, 'vad stream failed')
-              send(ws, { type: 'error', code: error.code, message: error.message })
-            }
-            ws.close(code, error?.code ?? 'end')
-            release(state)
-          },
-        }
-        streams.set(ws.raw, state)
-        const open = openPerKey.get(principal.id) ?? 0
-        openPerKey.set(principal.id, open + 1)
-        if (open >= config.VAD_STREAM_MAX_PER_KEY)
-          return state.close(
-            CLOSE.policy,
-            new AppError('RATE_LIMITED', `This API key already has ${open} open streams; the limit is ${config.VAD_STREAM_MAX_PER_KEY}`),
-          )
-        state.limit = setTimeout(function streamLimit() {
-          state.close(
-            CLOSE.policy,
-            new AppError('TIMEOUT_ERROR', `The stream reached its limit of ${config.VAD_STREAM_MAX_S} s; open a new one`),
-          )
-        }, config.VAD_STREAM_MAX_S * 1000)
-        resetIdle(state)
-      },
-      message(ws, message) {
-        const state = streams.get(ws.raw)
-        if (!state || state.closed) return
-        resetIdle(state)
-        const binary = message instanceof Uint8Array
-        const size = binary ? message.byteLength : JSON.stringify(message ?? null).length
-        if (size > config.VAD_STREAM_MAX_MESSAGE_BYTES)
-          return state.close(
-            CLOSE.tooBig,
-            new AppError('PAYLOAD_TOO_LARGE', `A message may hold at most ${config.VAD_STREAM_MAX_MESSAGE_BYTES} bytes; got ${size}`),
-          )
-        // Messages are handled strictly in order: a stream's frames depend on each other's state.
-        state.chain = state.chain.then(async function handleMessage() {
-          if (state.closed) return
-          try {
-            const ending = !binary && state.vad !== undefined && isEnd(message)
-            for (const event of await react(state, message, binary)) if (!state.closed) send(ws, event)
-            // A backlog being worked through is not idleness.
-            resetIdle(state)
-            if (ending && !state.closed) {
-              send(ws, { type: 'end' })
-              state.close(CLOSE.normal)
-            }
-          } catch (error) {
-            const known = error instanceof AppError ? error : new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
-            state.close(closeCodeFor(known), known)
-          }
-        })
-      },
-      close(ws) {
-        const state = streams.get(ws.raw)
-        if (state) release(state)
-      },
-    })
 
-  /** Frees the stream's slot and timers once (whoever closed it). */
-  function release(state: StreamState) {
-    if (state.closed) return
-    state.closed = true
-    clearTimeout(state.idle)
-    clearTimeout(state.limit)
-    const left = (openPerKey.get(state.keyId) ?? 1) - 1
-    if (left > 0) openPerKey.set(state.keyId, left)
-    else openPerKey.delete(state.keyId)
-  }
+  // The same admission on every runtime: key (header or subprotocol) and the subprotocol rule, then the rate limit.
+  const stream = {
+    rateLimit: 'inference',
+    detail: {
+      summary: 'Realtime VAD over a WebSocket',
+      description:
+        `Authenticate with Authorization / X-API-Key, or (browsers) the subprotocol \`${WS_KEY_PROTOCOL_PREFIX}<key>\` offered beside ` +
+        `\`${VAD_STREAM_PROTOCOL}\`. First text message: { sample_rate, encoding: pcm_s16le | f32le, …segmenter parameters, probabilities? }; ` +
+        'answer { type: ready }. Then binary PCM messages of any whole number of samples; events speech_start, speech_end, probability. ' +
+        'Send { type: end } to flush the last segment. Errors: { type: error, code, message } then close.',
+    },
+    transform: authenticateStream,
+  } as const
 
-  function resetIdle(state: StreamState) {
-    clearTimeout(state.idle)
-    state.idle = setTimeout(function idleTimeout() {
-      state.close(CLOSE.idle, new AppError('TIMEOUT_ERROR', `No message for ${config.VAD_STREAM_IDLE_S} s; the stream is closed`))
-    }, config.VAD_STREAM_IDLE_S * 1000)
-  }
+  if (upgradeWebSocket)
+    return routes.route(
+      'WS',
+      '/vad/stream',
+      function upgradeStream({ request, set }) {
+        prepareUpgrade({ request, set })
+        const owner = ownerOf(request)
+        if (!upgradeWebSocket(request, { headers: set.headers, open: (socket) => sessions.open(socket, owner) }))
+          throw new ValidationError('The WebSocket upgrade was refused by the runtime')
+      },
+      stream,
+    )
 
-  /** The events one message produces; the first message configures the stream. */
-  async function react(state: StreamState, message: unknown, binary: boolean): Promise<StreamEvent[] | [{ type: 'ready' }]> {
-    if (!state.vad) {
-      if (binary) throw new UnsupportedMediaTypeError('Send the configuration as a JSON text message before any audio')
-      return [configure(state, message)]
-    }
-    if (binary) return state.vad.push(message as Uint8Array)
-    if (isEnd(message)) return state.vad.end()
-    throw new UnsupportedMediaTypeError('After the configuration only binary audio and { "type": "end" } are accepted')
-  }
-
-  function configure(state: StreamState, message: unknown): { type: 'ready' } & Record<string, unknown> {
-    if (!message || typeof message !== 'object' || Array.isArray(message))
-      throw new ValidationError('The first message must be a JSON object: { "sample_rate": 16000, "encoding": "pcm_s16le" }')
-    if (!checkStreamConfig.Check(message))
-      throw new ValidationError(
-        'Invalid stream configuration',
-        [...checkStreamConfig.Errors(message)].map((e) => ({ path: e.path || '/', message: e.message })),
+  /** The session of each Bun socket. */
+  const sessionOf = new WeakMap<object, StreamSession>()
+  return routes.ws('/vad/stream', {
+    ...stream,
+    upgrade: prepareUpgrade,
+    open(ws) {
+      const raw = ws.raw
+      sessionOf.set(
+        raw,
+        sessions.open({ send: (text) => raw.send(text), close: (code, reason) => raw.close(code, reason) }, ownerOf(ws.data.request)),
       )
-    const {
-      sample_rate,
-      encoding,
-      probabilities = false,
-      fallback = 'auto',
-      type: _type,
-      ...segmenter
-    } = message as AudioModel.streamConfig
-    const params = resolveVadParams(segmenter)
-    const status = registry.list().find((m) => m.name === VAD_MODEL)?.status
-    const ready = status === 'ready'
-    if (!ready && fallback === 'never')
-      throw new AppError('SERVICE_UNAVAILABLE', `Model "${VAD_MODEL}" is ${status ?? 'not installed'}; retry later or allow the fallback`)
-    state.vad = new RealtimeVad({
-      sampleRate: sample_rate,
-      encoding,
-      params,
-      probabilities,
-      fallback,
-      infer: ready ? (frame) => inferVadFrame(runVad, frame) : undefined,
-    })
-    return { type: 'ready', mode: state.vad.mode }
-  }
+    },
+    message(ws, message) {
+      sessionOf.get(ws.raw)?.message(asReceived(message))
+    },
+    close(ws) {
+      sessionOf.get(ws.raw)?.closed()
+    },
+  })
 }
 
-const isEnd = (message: unknown) => !!message && typeof message === 'object' && (message as { type?: unknown }).type === 'end'
-
-/** Binary where text is expected (or the reverse) and undecodable audio are RFC 6455's "unsupported data". */
-function closeCodeFor(error: AppError): number {
-  switch (error.code) {
-    case 'UNSUPPORTED_MEDIA_TYPE':
-      return CLOSE.unsupportedData
-    case 'VALIDATION_ERROR':
-      return CLOSE.policy
-    case 'PAYLOAD_TOO_LARGE':
-      return CLOSE.tooBig
-    case 'SERVICE_UNAVAILABLE':
-    case 'TIMEOUT_ERROR':
-      return CLOSE.tryAgainLater
-    default:
-      return CLOSE.internal
-  }
-}
+/** Elysia hands a text message over already JSON-parsed (when it parses); the session reads the text itself. */
+const asReceived = (message: unknown): Uint8Array | string =>
+  message instanceof Uint8Array ? message : typeof message === 'string' ? message : JSON.stringify(message)
