@@ -6,7 +6,7 @@ import { resolveVadOptions, resolveVadParams } from '../../audio/params'
 import { RealtimeVad, type StreamEvent, VadBatcher } from '../../audio/stream'
 import type { Config } from '../../config'
 import { EnvelopeSchema, ok, responses } from '../../envelope'
-import { AppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { AppError, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
 import type { KeyService, Principal } from '../../keys/service'
 import type { Logger } from '../../logger'
@@ -270,7 +270,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config }: A
               state.close(CLOSE.normal)
             }
           } catch (error) {
-            const known = error instanceof AppError ? error : new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+            const known = toAppError(error)
             state.close(closeCodeFor(known), known)
           }
         })
