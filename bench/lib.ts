@@ -126,9 +126,10 @@ export function pinningNote(): string {
     : 'unpinned (taskset missing or one core)'
 }
 
-/** Start `bun bench/server.ts <variant>` (on the server core) and wait for the URL it prints. */
-export async function startServer(variant: string, env: Record<string, string>): Promise<Child> {
-  const command = pinned(['bun', join(ROOT, 'bench/server.ts'), variant], 'server')
+/** Start `bun bench/server.ts <variant>` (on the server core unless `pin` is false) and wait for the URL it prints. */
+export async function startServer(variant: string, env: Record<string, string>, { pin = true } = {}): Promise<Child> {
+  const command = ['bun', join(ROOT, 'bench/server.ts'), variant]
+  if (pin) command.splice(0, command.length, ...pinned(command, 'server'))
   const { line, pid, stop } = await spawnUntil(command, env, (l) => l.startsWith('listening '))
   return { url: line.slice('listening '.length).trim(), pid, stop }
 }
