@@ -85,7 +85,11 @@ if (variant === 'bare') {
   const server = Bun.serve({
     hostname: '127.0.0.1',
     port: 0,
-    fetch: () => new Response(body, { headers: { ...headers, 'x-request-id': crypto.randomUUID() } }),
+    async fetch(request) {
+      // A request body is read in full, as any server must before answering.
+      if (request.body) await request.arrayBuffer()
+      return new Response(body, { headers: { ...headers, 'x-request-id': crypto.randomUUID() } })
+    },
   })
   console.log(`listening ${server.url.href}`)
 } else {

@@ -32,6 +32,8 @@ export function presentedKey(request: Request, allowSubprotocol = false): string
 
 /** Refuse credentials in the URL before anything else looks at them. */
 export function refuseKeyInQuery(request: Request): void {
+  // Most requests carry no query at all: no URL to parse for them.
+  if (!request.url.includes('?')) return
   const query = new URL(request.url).searchParams
   const found = QUERY_KEY_NAMES.find((name) => query.has(name))
   if (found)
