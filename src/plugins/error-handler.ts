@@ -14,7 +14,6 @@ import {
 import type { Logger } from '../logger'
 import { bodyKind } from './body-parser'
 import { requestState } from './request-id'
-import { seedOf } from './seed'
 
 export interface RouteInfo {
   method: string
@@ -68,57 +67,54 @@ function codeForStatus(status: number): ErrorCode {
  * @example app.use(errorHandler({ logger, routes: () => app.routes }))
  */
 export const errorHandler = (options: ErrorHandlerOptions) =>
-  new Elysia({ name: 'vireo.error-handler', seed: seedOf(options.logger, options.routes) }).onError(
-    { as: 'global' },
-    function renderError({ code, error, request, set }) {
-      const state = requestState(request)
-      // Errors thrown by the body parser reach here wrapped in Elysia's ParseError.
-      const cause = (error as { cause?: unknown }).cause
-      let appError: AppError
-      if (error instanceof AppError) appError = error
-      else if (code === 'PARSE' && cause instanceof AppError) appError = cause
-      else if (code === 'NOT_FOUND') {
-        const pathname = new URL(request.url).pathname
-        const allowed = allowedMethods(options.routes(), pathname)
-        appError = allowed.length
-          ? new MethodNotAllowedError(request.method, allowed)
-          : new NotFoundError(`No route for ${request.method} ${pathname}`)
-      } else if (code === 'VALIDATION' && error.type === 'response') {
-        appError = new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
-      } else if (code === 'VALIDATION') {
-        const kind = bodyKind(request.headers.get('content-type'))
-        appError =
-          error.type === 'body' && kind && kind !== 'json' && kind !== 'multipart' && kind !== 'form'
-            ? new UnsupportedMediaTypeError(`This route takes a JSON body; got Content-Type "${request.headers.get('content-type')}"`)
-            : new ValidationError(`Invalid request ${error.type}`, validationIssues(error))
-      } else if (code === 'PARSE') {
-        appError = new ValidationError('The request body could not be parsed; check it matches its Content-Type')
-      } else if (code === 'INVALID_FILE_TYPE') {
-        appError = new UnsupportedMediaTypeError(error.message)
-      } else if (typeof code === 'number') {
-        appError = new AppError(
-          codeForStatus(code),
-          code >= 500 ? 'Internal server error' : String((error as { response?: unknown }).response ?? 'Request failed'),
-        )
-      } else {
-        appError = toAppError(error)
-      }
+  new Elysia({ name: 'vireo.error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request, set }) {
+    const state = requestState(request)
+    // Errors thrown by the body parser reach here wrapped in Elysia's ParseError.
+    const cause = (error as { cause?: unknown }).cause
+    let appError: AppError
+    if (error instanceof AppError) appError = error
+    else if (code === 'PARSE' && cause instanceof AppError) appError = cause
+    else if (code === 'NOT_FOUND') {
+      const pathname = new URL(request.url).pathname
+      const allowed = allowedMethods(options.routes(), pathname)
+      appError = allowed.length
+        ? new MethodNotAllowedError(request.method, allowed)
+        : new NotFoundError(`No route for ${request.method} ${pathname}`)
+    } else if (code === 'VALIDATION' && error.type === 'response') {
+      appError = new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+    } else if (code === 'VALIDATION') {
+      const kind = bodyKind(request.headers.get('content-type'))
+      appError =
+        error.type === 'body' && kind && kind !== 'json' && kind !== 'multipart' && kind !== 'form'
+          ? new UnsupportedMediaTypeError(`This route takes a JSON body; got Content-Type "${request.headers.get('content-type')}"`)
+          : new ValidationError(`Invalid request ${error.type}`, validationIssues(error))
+    } else if (code === 'PARSE') {
+      appError = new ValidationError('The request body could not be parsed; check it matches its Content-Type')
+    } else if (code === 'INVALID_FILE_TYPE') {
+      appError = new UnsupportedMediaTypeError(error.message)
+    } else if (typeof code === 'number') {
+      appError = new AppError(
+        codeForStatus(code),
+        code >= 500 ? 'Internal server error' : String((error as { response?: unknown }).response ?? 'Request failed'),
+      )
+    } else {
+      appError = toAppError(error)
+    }
 
-      const internal = appError.code === 'INTERNAL_ERROR'
-      const context = {
-        request_id: state?.id,
-        key_id: state?.keyId,
-        err: internal ? (appError.cause ?? error) : undefined,
-        code: appError.code,
-        method: request.method,
-        url: new URL(request.url).pathname,
-      }
-      if (appError.status >= 500) options.logger.error(context, internal ? 'unhandled error' : appError.message)
-      else options.logger.debug(context, appError.message)
+    const internal = appError.code === 'INTERNAL_ERROR'
+    const context = {
+      request_id: state?.id,
+      key_id: state?.keyId,
+      err: internal ? (appError.cause ?? error) : undefined,
+      code: appError.code,
+      method: request.method,
+      url: new URL(request.url).pathname,
+    }
+    if (appError.status >= 500) options.logger.error(context, internal ? 'unhandled error' : appError.message)
+    else options.logger.debug(context, appError.message)
 
-      set.status = appError.status
-      Object.assign(set.headers, appError.headers)
-      set.headers['content-type'] = 'application/json'
-      return errorBody(appError.code, appError.message, state?.id ?? 'unknown', internal ? undefined : appError.details)
-    },
-  )
+    set.status = appError.status
+    Object.assign(set.headers, appError.headers)
+    set.headers['content-type'] = 'application/json'
+    return errorBody(appError.code, appError.message, state?.id ?? 'unknown', internal ? undefined : appError.details)
+  })
