@@ -1,8 +1,8 @@
 /**
  * vireo's layers (see ARCHITECTURE.md): entry points → app → modules (controllers) → plugins → domain
- * (audio, inference, jobs, keys, db) → config, errors. `bun run lint:layers` checks them in CI.
+ * (audio, inference, jobs, keys, db, metrics, rate-limit) → config, errors. `bun run lint:layers` checks them in CI.
  */
-const DOMAIN = '^src/(audio|inference|jobs|keys|db)/'
+const DOMAIN = '^src/(audio|inference|jobs|keys|db|metrics|rate-limit)/'
 const ENTRY = '^src/(index|deno|job-runner|keys-create|migrate|boot)\\.ts$'
 
 module.exports = {
@@ -33,7 +33,7 @@ module.exports = {
       comment: 'config, errors, logger and envelope are the bottom layer.',
       severity: 'error',
       from: { path: '^src/(config|errors|logger|envelope)\\.ts$' },
-      to: { path: '^src/(modules|plugins|audio|inference|jobs|keys|db)/|^src/(app|deps)\\.ts$' },
+      to: { path: '^src/(modules|plugins|audio|inference|jobs|keys|db|metrics|rate-limit)/|^src/(app|deps)\\.ts$' },
     },
     {
       name: 'no-circular',

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /**
@@ -20,7 +20,6 @@ export const PLUGINS = [
   'securityHeaders',
   'corsPolicy',
   'errorHandler',
-  'requestLogger',
   'versioning',
   'bodyParser',
   'auth',
@@ -106,9 +105,32 @@ export async function spawnUntil(command: string[], env: Record<string, string>,
   }
 }
 
-/** Start `bun bench/server.ts <variant>` and wait for the URL it prints. */
-export async function startServer(variant: string, env: Record<string, string>): Promise<Child> {
-  const { line, pid, stop } = await spawnUntil(['bun', join(ROOT, 'bench/server.ts'), variant], env, (l) => l.startsWith('listening '))
+/**
+ * Cores for a server and its load generator, so neither steals the other's time: `BENCH_SERVER_CPU` (default 0)
+ * and `BENCH_LOAD_CPU` (default 1). Unpinned where `taskset` is missing or the machine has one core.
+ */
+export const pinning = (() => {
+  const usable = Bun.which('taskset') !== null && availableParallelism() > 1
+  const cpu = (name: string, fallback: number) => (process.env[name] === undefined ? fallback : Number(process.env[name]))
+  return usable ? { server: cpu('BENCH_SERVER_CPU', 0), load: cpu('BENCH_LOAD_CPU', 1) } : undefined
+})()
+
+/** `command` run on one core with taskset, or as it is when pinning is off. */
+export function pinned(command: string[], role: 'server' | 'load'): string[] {
+  return pinning ? ['taskset', '-c', String(pinning[role]), ...command] : command
+}
+
+export function pinningNote(): string {
+  return pinning
+    ? `server pinned to cpu ${pinning.server}, load generator to cpu ${pinning.load} (taskset)`
+    : 'unpinned (taskset missing or one core)'
+}
+
+/** Start `bun bench/server.ts <variant>` (on the server core unless `pin` is false) and wait for the URL it prints. */
+export async function startServer(variant: string, env: Record<string, string>, { pin = true } = {}): Promise<Child> {
+  const command = ['bun', join(ROOT, 'bench/server.ts'), variant]
+  if (pin) command.splice(0, command.length, ...pinned(command, 'server'))
+  const { line, pid, stop } = await spawnUntil(command, env, (l) => l.startsWith('listening '))
   return { url: line.slice('listening '.length).trim(), pid, stop }
 }
 
@@ -145,7 +167,7 @@ export async function load(request: LoadRequest): Promise<LoadResult> {
 async function wrk({ url, connections, seconds, headers = {}, method = 'GET', body }: LoadRequest): Promise<LoadResult> {
   const dir = await mkdtemp(join(tmpdir(), 'vireo-bench-'))
   try {
-    const args = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`]
+    const args = pinned(['wrk', '-t1', `-c${connections}`, `-d${seconds}s`], 'load')
     for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`)
     if (method !== 'GET' || body !== undefined) {
       const script = join(dir, 'request.lua')
@@ -170,7 +192,7 @@ async function wrk({ url, connections, seconds, headers = {}, method = 'GET', bo
 async function autocannon({ url, connections, seconds, headers = {}, method = 'GET', body }: LoadRequest): Promise<LoadResult> {
   const bin = join(ROOT, 'node_modules/autocannon/autocannon.js')
   const runtime = Bun.which('node') ?? 'bun'
-  const args = [runtime, bin, '--json', '-c', String(connections), '-d', String(seconds), '-m', method]
+  const args = pinned([runtime, bin, '--json', '-c', String(connections), '-d', String(seconds), '-m', method], 'load')
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}=${value}`)
   if (body !== undefined) args.push('-b', body)
   args.push(url)

@@ -8,10 +8,10 @@ import { createQueue, type Queue } from './jobs/queue'
 import { createRunner, type Executor, type Runner } from './jobs/runner'
 import { createKeyService, type KeyService } from './keys/service'
 import { createLogger, type Logger } from './logger'
+import { createMetrics, type Metrics } from './metrics/service'
 import { modelsCheck, type ReadinessCheck } from './modules/health/service'
 import { createJobService, type JobService } from './modules/jobs/service'
-import { createMetrics, type Metrics } from './plugins/metrics'
-import { createRateLimiter, type RateLimiter } from './plugins/rate-limit'
+import { createRateLimiter, type RateLimiter } from './rate-limit/limiter'
 
 /** Everything the app needs from the outside world, built once per process and passed to `createApp`. */
 export interface Deps {

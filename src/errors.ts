@@ -53,6 +53,15 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * The one conversion of anything thrown into an AppError: an AppError as it is; anything else (a bug, a library's
+ * throw) becomes `code` with a message of ours, the original kept as `cause` for the log and never shown.
+ * @example const known = toAppError(error, 'PROCESSING_ERROR', 'The model failed on this item')
+ */
+export function toAppError(error: unknown, code: ErrorCode = 'INTERNAL_ERROR', message = 'Internal server error'): AppError {
+  return error instanceof AppError ? error : new AppError(code, message, { cause: error })
+}
+
 export class ValidationError extends AppError {
   constructor(message: string, issues: FieldIssue[] = [], options: Omit<AppErrorOptions, 'details'> = {}) {
     super('VALIDATION_ERROR', message, { ...options, details: issues.length ? issues : undefined })
@@ -60,9 +69,9 @@ export class ValidationError extends AppError {
 }
 
 export class UnsupportedApiVersionError extends AppError {
-  constructor(requested: string) {
-    super('UNSUPPORTED_API_VERSION', `API version "${requested}" is not supported; this server speaks version 1`, {
-      details: { supported: ['1'] },
+  constructor(requested: string, supported: string) {
+    super('UNSUPPORTED_API_VERSION', `API version "${requested}" is not supported; this server speaks version ${supported}`, {
+      details: { supported: [supported] },
     })
   }
 }

@@ -21,7 +21,7 @@ import {
 describe('error classes', () => {
   const cases: [AppError, string, number][] = [
     [new ValidationError('x'), 'VALIDATION_ERROR', 400],
-    [new UnsupportedApiVersionError('2'), 'UNSUPPORTED_API_VERSION', 400],
+    [new UnsupportedApiVersionError('2', '1'), 'UNSUPPORTED_API_VERSION', 400],
     [new UnauthorizedError(), 'UNAUTHORIZED', 401],
     [new ForbiddenError('admin'), 'FORBIDDEN', 403],
     [new NotFoundError(), 'NOT_FOUND', 404],

@@ -42,11 +42,6 @@ export interface WavInfo {
   dataBytes: number
 }
 
-export interface DecodedAudio extends WavInfo {
-  /** Mono downmix (mean of the channels), full scale ±1. */
-  samples: Float32Array
-}
-
 export interface DecodeOptions {
   /** Longest accepted audio; longer files fail before any sample is read. */
   maxSeconds?: number
@@ -290,24 +285,6 @@ export function* wavMonoChunks(bytes: Uint8Array, info: WavInfo, chunkFrames = 8
 }
 
 /**
- * Validates and decodes a WAV file into one mono Float32Array (the only full-length copy).
- * @example const { samples, sampleRate } = decodeWav(bytes, { maxSeconds: 600 })
- */
-export function decodeWav(bytes: Uint8Array, options: DecodeOptions = {}): DecodedAudio {
-  return downmix(bytes, readWavInfo(bytes, options), options.field)
-}
-
-function downmix(bytes: Uint8Array, info: WavInfo, field?: string): DecodedAudio {
-  const samples = new Float32Array(info.frames)
-  let at = 0
-  for (const chunk of wavMonoChunks(bytes, info, 65536, field)) {
-    samples.set(chunk, at)
-    at += chunk.length
-  }
-  return { ...info, samples }
-}
-
-/**
  * Rejects anything that is not WAV with a 415 naming what is accepted, then validates the WAV header.
  * @example const info = readAudioInfo(bytes, { maxSeconds: 600 })
  */
@@ -318,12 +295,4 @@ export function readAudioInfo(bytes: Uint8Array, options: DecodeOptions = {}): W
   const what =
     container === 'unknown' ? 'The file is not a recognised audio container' : `${container.toUpperCase()} audio is not supported`
   throw new UnsupportedMediaTypeError(`${what}; ${ACCEPTED_FORMATS_MESSAGE}`, { detected: container, accepted: ['audio/wav'] })
-}
-
-/**
- * Sniffs, validates and decodes any accepted upload into one mono Float32Array.
- * @example const { samples, sampleRate } = decodeAudio(bytes, { maxSeconds: 600 })
- */
-export function decodeAudio(bytes: Uint8Array, options: DecodeOptions = {}): DecodedAudio {
-  return downmix(bytes, readAudioInfo(bytes, options), options.field)
 }

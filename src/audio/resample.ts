@@ -79,7 +79,7 @@ function designKernel(from: number, to: number, phases: number): Kernel {
 
 /**
  * Stateful resampler: feed chunks of any size with `push`, then `flush` once; the concatenated
- * output is identical to one `resample()` call on the whole signal.
+ * output does not depend on how the input was chunked.
  * @example
  * const r = new Resampler({ from: 48000 })
  * const parts = [...chunks].map((c) => r.push(c)).concat(r.flush())
@@ -183,19 +183,4 @@ export class Resampler {
     }
     return out
   }
-}
-
-/**
- * One-shot resampling; returns `samples` itself when the rates match.
- * @example const at16k = resample(decoded.samples, decoded.sampleRate)
- */
-export function resample(samples: Float32Array, from: number, to = TARGET_SAMPLE_RATE): Float32Array {
-  if (from === to) return samples
-  const resampler = new Resampler({ from, to })
-  const head = resampler.push(samples)
-  const tail = resampler.flush()
-  const out = new Float32Array(head.length + tail.length)
-  out.set(head)
-  out.set(tail, head.length)
-  return out
 }

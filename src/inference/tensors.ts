@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox'
 import { t } from 'elysia'
 import { type FieldIssue, ValidationError } from '../errors'
 
@@ -55,12 +56,19 @@ export interface TensorInfo {
 const Value = t.Union([t.Number(), t.String({ maxLength: 24, pattern: '^-?[0-9]{1,20}$' }), t.Boolean()])
 const TensorName = t.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$' })
 
+/**
+ * A JSON integer. Elysia's `t.Integer` also takes numeric strings through a transform, and any transform in a body
+ * schema makes Elysia decode the whole body with TypeBox's uncompiled Decode: ≈ 80 µs for one Silero frame's
+ * 768 values, against ≈ 8 µs for the compiled check alone. JSON clients send numbers.
+ */
+const Integer = (options: { minimum?: number; maximum?: number } = {}) => Type.Integer(options)
+
 // Schema-level ceilings keep every request bounded before it is looked at; the configured limits
 // (INFERENCE_MAX_ELEMENTS, INFERENCE_MAX_TIMEOUT_MS) are checked against the model afterwards.
 export const InferInputSchema = t.Object(
   {
     name: TensorName,
-    shape: t.Array(t.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { maxItems: 16 }),
+    shape: t.Array(Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { maxItems: 16 }),
     datatype: t.String({ maxLength: 16, pattern: '^[A-Z0-9]+$', description: `one of ${Object.keys(DATATYPES).join(', ')}` }),
     data: t.Array(Value, { maxItems: 16_777_216, description: 'flat, row-major; INT64 values beyond 2^53-1 as decimal strings' }),
   },
@@ -75,7 +83,7 @@ export const InferRequestSchema = t.Object(
     inputs: t.Array(InferInputSchema, { minItems: 1, maxItems: 64 }),
     outputs: t.Optional(t.Array(t.Object({ name: TensorName }, { additionalProperties: false }), { maxItems: 64 })),
     parameters: t.Optional(
-      t.Object({ timeout_ms: t.Optional(t.Integer({ minimum: 1, maximum: 3_600_000 })) }, { additionalProperties: false }),
+      t.Object({ timeout_ms: t.Optional(Integer({ minimum: 1, maximum: 3_600_000 })) }, { additionalProperties: false }),
     ),
   },
   { additionalProperties: false },
@@ -92,7 +100,7 @@ export type DecodedRequest = Omit<InferRequest, 'inputs'> & { inputs: DecodedInp
 
 export const InferOutputSchema = t.Object({
   name: t.String(),
-  shape: t.Array(t.Integer()),
+  shape: t.Array(Integer()),
   datatype: t.String(),
   data: t.Array(Value, { description: 'INT64 as numbers when every value is a safe integer, otherwise all as decimal strings' }),
 })

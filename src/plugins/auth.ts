@@ -2,9 +2,10 @@ import { Elysia } from 'elysia'
 import { ForbiddenError, RateLimitedError, UnauthorizedError, ValidationError } from '../errors'
 import type { Scope } from '../keys/model'
 import { hasScope, type KeyService, type Principal } from '../keys/service'
-import { type RateLimiter, rateLimitHeaders } from './rate-limit'
+import { type RateLimiter, rateLimitHeaders } from '../rate-limit/limiter'
 import { requestState } from './request-id'
 import type { RouteLookup } from './route-lookup'
+import { seedOf } from './seed'
 
 /** Query parameters that look like credentials; a key there would end up in logs and browser history. */
 const QUERY_KEY_NAMES = ['api_key', 'apikey', 'api-key', 'key', 'token', 'access_token']
@@ -31,6 +32,8 @@ export function presentedKey(request: Request, allowSubprotocol = false): string
 
 /** Refuse credentials in the URL before anything else looks at them. */
 export function refuseKeyInQuery(request: Request): void {
+  // Most requests carry no query at all: no URL to parse for them.
+  if (!request.url.includes('?')) return
   const query = new URL(request.url).searchParams
   const found = QUERY_KEY_NAMES.find((name) => query.has(name))
   if (found)
@@ -61,7 +64,7 @@ export interface AuthOptions {
  * @example app.use(auth({ keys, limiter })).get('/x', ({ principal }) => principal.id, { auth: 'inference' })
  */
 export const auth = (options: AuthOptions) =>
-  new Elysia({ name: 'vireo.auth' }).macro({
+  new Elysia({ name: 'vireo.auth', seed: seedOf(options.keys, options.limiter) }).macro({
     auth: (scope: Scope | 'any') => ({
       detail: { security: [{ bearer: [] }, { apiKey: [] }], [SCOPE_EXTENSION]: scope },
       // Routes with a body were authenticated before it was read (authBeforeBody); the rest are here, before validation.
@@ -83,10 +86,13 @@ export interface AuthBeforeBodyOptions extends AuthOptions {
  * @example app.use(authBeforeBody({ keys, findRoute })).use(bodyParser(limits))
  */
 export const authBeforeBody = (options: AuthBeforeBodyOptions) =>
-  new Elysia({ name: 'vireo.auth-before-body' }).onParse({ as: 'global' }, async function authenticateBeforeBody({ request, route }) {
-    const scope = options.findRoute(request.method, route)?.hooks?.detail?.[SCOPE_EXTENSION] as Scope | 'any' | undefined
-    if (scope) await authenticate(options, request, scope)
-  })
+  new Elysia({ name: 'vireo.auth-before-body', seed: seedOf(options.keys, options.limiter, options.findRoute) }).onParse(
+    { as: 'global' },
+    async function authenticateBeforeBody({ request, route }) {
+      const scope = options.findRoute(request.method, route)?.hooks?.detail?.[SCOPE_EXTENSION] as Scope | 'any' | undefined
+      if (scope) await authenticate(options, request, scope)
+    },
+  )
 
 /**
  * Settle who is calling: the presented key must be valid and hold `scope`, else 401 (one body for every

@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors'
 import { HEADER_LENGTH_HEADER, splitBody } from '../inference/oip-binary'
 import type { RouteLookup } from './route-lookup'
+import { seedOf } from './seed'
 
 export interface BodyParserOptions {
   maxJsonBytes: number
@@ -67,15 +68,28 @@ export async function readLimited(request: Request, limit: number): Promise<Uint
   return bytes
 }
 
-/** Nesting depth of a parsed JSON value, walked without recursion. */
+/**
+ * Nesting depth of a parsed JSON value, walked without recursion. Only objects and arrays are stacked, and arrays
+ * are read by index: a tensor's thousands of numbers cost one type check each, with no allocation.
+ */
 export function jsonDepth(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0
   let deepest = 0
-  const stack: [unknown, number][] = [[value, 1]]
-  while (stack.length) {
-    const [node, depth] = stack.pop()!
-    if (node === null || typeof node !== 'object') continue
+  const nodes: object[] = [value]
+  const depths: number[] = [1]
+  while (nodes.length) {
+    const node = nodes.pop()!
+    const depth = depths.pop()!
     if (depth > deepest) deepest = depth
-    for (const child of Object.values(node)) stack.push([child, depth + 1])
+    // Object.values, not `for in`: an own "__proto__" key (JSON.parse makes one) is read as itself.
+    const children: unknown[] = Array.isArray(node) ? node : Object.values(node)
+    for (let i = 0; i < children.length; i++) {
+      const child = children[i]
+      if (child !== null && typeof child === 'object') {
+        nodes.push(child)
+        depths.push(depth + 1)
+      }
+    }
   }
   return deepest
 }
@@ -150,7 +164,7 @@ async function parseOipBody(
  */
 export const bodyParser = (options: BodyParserOptions) => {
   const { maxJsonBytes, maxUploadBytes, maxJsonDepth = 64, findRoute } = options
-  return new Elysia({ name: 'vireo.body-parser', seed: options }).onParse(
+  return new Elysia({ name: 'vireo.body-parser', seed: seedOf(maxJsonBytes, maxUploadBytes, maxJsonDepth, findRoute) }).onParse(
     { as: 'global' },
     async function parseBody({ request, contentType, route }) {
       const hooks = findRoute?.(request.method, route)?.hooks

@@ -169,7 +169,7 @@ export function withoutTrailingSlashes<T>(paths: Record<string, T>): Record<stri
  * @example app.use(docs({ version: '0.1.0' }))
  */
 export const docs = (options: DocsOptions) => {
-  const plugin = new Elysia({ name: 'vireo.docs' })
+  const plugin = new Elysia({ name: 'vireo.docs', seed: options })
   // The same protected accessors @elysiajs/openapi reads: every route of the app this plugin is mounted in.
   const mounted = plugin as unknown as { getGlobalRoutes(): InternalRoute[]; getGlobalDefinitions(): unknown }
   const fixed = documentation(options.version)

@@ -7,6 +7,7 @@ import {
   type FieldIssue,
   MethodNotAllowedError,
   NotFoundError,
+  toAppError,
   UnsupportedMediaTypeError,
   ValidationError,
 } from '../errors'
@@ -80,7 +81,6 @@ function codeForStatus(status: number): ErrorCode {
 export const errorHandler = (options: ErrorHandlerOptions) =>
   new Elysia({ name: 'vireo.error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request, set }) {
     const state = requestState(request)
-    const log = state?.log ?? options.logger
     // Errors thrown by the body parser reach here wrapped in Elysia's ParseError.
     const cause = (error as { cause?: unknown }).cause
     let appError: AppError
@@ -110,18 +110,20 @@ export const errorHandler = (options: ErrorHandlerOptions) =>
         code >= 500 ? 'Internal server error' : String((error as { response?: unknown }).response ?? 'Request failed'),
       )
     } else {
-      appError = new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+      appError = toAppError(error)
     }
 
     const internal = appError.code === 'INTERNAL_ERROR'
     const context = {
+      request_id: state?.id,
+      key_id: state?.keyId,
       err: internal ? (appError.cause ?? error) : undefined,
       code: appError.code,
       method: request.method,
       url: new URL(request.url).pathname,
     }
-    if (appError.status >= 500) log.error(context, internal ? 'unhandled error' : appError.message)
-    else log.debug(context, appError.message)
+    if (appError.status >= 500) options.logger.error(context, internal ? 'unhandled error' : appError.message)
+    else options.logger.debug(context, appError.message)
 
     set.status = appError.status
     Object.assign(set.headers, appError.headers)

@@ -24,7 +24,7 @@ export const securityHeaders = (options: SecurityHeadersOptions) => {
     'cross-origin-resource-policy': 'same-origin',
   }
   if (options.production) headers['strict-transport-security'] = `max-age=${options.hstsMaxAge}; includeSubDomains`
-  return new Elysia({ name: 'vireo.security-headers', seed: options }).onRequest(function setSecurityHeaders({ set }) {
-    Object.assign(set.headers, headers)
-  })
+  // Elysia's default headers: computed once here, copied into each request's `set.headers` by the compiled handler
+  // (errors and unmatched routes included), with no hook of their own.
+  return new Elysia({ name: 'vireo.security-headers', seed: options }).headers(headers)
 }

@@ -34,12 +34,12 @@ export function deprecationHeaders(deprecation: Deprecation): Record<string, str
  */
 export const versioning = () =>
   new Elysia({ name: 'vireo.versioning' })
-    .onRequest(function checkApiVersion({ request, set }) {
-      set.headers['api-version'] = API_VERSION
+    .headers({ 'api-version': API_VERSION })
+    .onRequest(function checkApiVersion({ request }) {
       for (const header of ['api-version', 'accept-version']) {
         const requested = request.headers.get(header)?.trim()
         if (requested && requested !== API_VERSION && requested !== `v${API_VERSION}`)
-          throw new UnsupportedApiVersionError(requested.slice(0, 32))
+          throw new UnsupportedApiVersionError(requested.slice(0, 32), API_VERSION)
       }
     })
     .macro({

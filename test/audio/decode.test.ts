@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'bun:test'
-import { decodeAudio, decodeWav, readAudioInfo, readWavInfo, sniffAudio, wavMonoChunks } from '../../src/audio/decode.ts'
+import { readAudioInfo, readWavInfo, sniffAudio, wavMonoChunks } from '../../src/audio/decode.ts'
 import { type AppError, UnsupportedMediaTypeError, ValidationError } from '../../src/errors.ts'
-import { buildWav, concat, fixture, patch } from './wav-builder.ts'
+import { buildWav, concat, decodeAudio, decodeWav, fixture, patch } from './wav-builder.ts'
 
 const groundTruth = await Bun.file(new URL('../fixtures/audio/ground-truth.json', import.meta.url).pathname).json()
 const ERRORS: Record<string, abstract new (...args: never[]) => AppError> = { ValidationError, UnsupportedMediaTypeError }

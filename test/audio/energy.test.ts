@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'bun:test'
-import { decodeAudio } from '../../src/audio/decode.ts'
 import { EnergyDetector, energyProbabilities } from '../../src/audio/energy.ts'
-import { resample } from '../../src/audio/resample.ts'
 import { segmentSpeech } from '../../src/audio/vad.ts'
-import { FIXTURES, fixture } from './wav-builder.ts'
+import { decodeAudio, FIXTURES, fixture, resample } from './wav-builder.ts'
 
 interface Span {
   start_s: number

@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'bun:test'
-import { decodeAudio } from '../../src/audio/decode.ts'
-import { resample } from '../../src/audio/resample.ts'
 import { UnsupportedMediaTypeError, ValidationError } from '../../src/errors.ts'
-import { fixture, mono16k } from './wav-builder.ts'
+import { decodeAudio, fixture, mono16k, resample } from './wav-builder.ts'
 
 describe('upload frames at 16 kHz (frames16k)', () => {
   for (const name of ['speech_44k_stereo_s16.wav', 'speech_48k_mono_s16_noise.wav', 'fmt_8k_mono_u8.wav', 'speech_16k_4ch_s16.wav']) {

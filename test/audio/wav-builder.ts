@@ -1,5 +1,6 @@
-import { readAudioInfo } from '../../src/audio/decode.ts'
+import { type DecodeOptions, readAudioInfo, readWavInfo, type WavInfo, wavMonoChunks } from '../../src/audio/decode.ts'
 import { frames16k } from '../../src/audio/detect.ts'
+import { Resampler, TARGET_SAMPLE_RATE } from '../../src/audio/resample.ts'
 /** Builds WAV bytes sample by sample, so decoder tests know every value exactly. */
 export interface WavSpec {
   /** 1 = PCM, 3 = IEEE float; `extensible` wraps it in WAVE_FORMAT_EXTENSIBLE. */
@@ -101,4 +102,26 @@ export async function mono16k(
   const samples = new Float32Array(parts.length * 512)
   for (const [i, part] of parts.entries()) samples.set(part, i * 512)
   return { info, samples: samples.subarray(0, step.value) }
+}
+
+/**
+ * A whole WAV file as one mono Float32Array, gathered from the streaming decoder the service uses (vireo itself
+ * never holds a whole decoded file).
+ */
+export function decodeWav(bytes: Uint8Array, options: DecodeOptions = {}): WavInfo & { samples: Float32Array } {
+  const info = readWavInfo(bytes, options)
+  return { ...info, samples: concat([...wavMonoChunks(bytes, info, 65536, options.field)]) }
+}
+
+/** `decodeWav` behind the service's container check (415 for anything but WAV). */
+export function decodeAudio(bytes: Uint8Array, options: DecodeOptions = {}): WavInfo & { samples: Float32Array } {
+  const info = readAudioInfo(bytes, options)
+  return { ...info, samples: concat([...wavMonoChunks(bytes, info, 65536, options.field)]) }
+}
+
+/** A whole signal through the streaming Resampler in one push; `samples` itself when the rates match. */
+export function resample(samples: Float32Array, from: number, to = TARGET_SAMPLE_RATE): Float32Array {
+  if (from === to) return samples
+  const resampler = new Resampler({ from, to })
+  return concat([resampler.push(samples), resampler.flush()])
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { createMetrics } from '../../src/plugins/metrics'
+import { createMetrics } from '../../src/metrics/service'
 import { bearer, body, createTestApp, req, type TestApp } from '../helpers'
 import { expectedBackend } from '../inference/helpers'
 

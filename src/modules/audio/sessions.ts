@@ -3,7 +3,7 @@ import { VAD_MODEL } from '../../audio/detect'
 import { resolveVadParams } from '../../audio/params'
 import { inferVadFrame, RealtimeVad, type StreamEvent } from '../../audio/stream'
 import type { Config } from '../../config'
-import { AppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { AppError, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
 import type { Feeds } from '../../inference/tensors'
 import type { Logger } from '../../logger'
@@ -210,7 +210,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
                 state.close(CLOSE.normal)
               }
             } catch (error) {
-              const known = error instanceof AppError ? error : new AppError('INTERNAL_ERROR', 'Internal server error', { cause: error })
+              const known = toAppError(error)
               state.close(closeCodeFor(known), known)
             }
           })

@@ -3,7 +3,7 @@ import pkg from '../../../package.json' with { type: 'json' }
 import { EnvelopeSchema, ok, responses } from '../../envelope'
 import type { Logger } from '../../logger'
 import { type RateLimiter, rateLimit } from '../../plugins/rate-limit'
-import { API_PREFIX } from '../../plugins/versioning'
+import { API_PREFIX, API_VERSION } from '../../plugins/versioning'
 
 const Meta = t.Object({ name: t.String(), version: t.String(), api_version: t.String(), links: t.Record(t.String(), t.String()) })
 
@@ -15,7 +15,7 @@ export const metaModule = (options: { limiter: RateLimiter; logger: Logger }) =>
       return ok({
         name: 'vireo',
         version: pkg.version,
-        api_version: '1',
+        api_version: API_VERSION,
         links: {
           docs: `${API_PREFIX}/docs`,
           openapi: `${API_PREFIX}/docs/json`,

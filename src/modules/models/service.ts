@@ -1,6 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { ItemError } from '../../envelope'
-import { AppError, ValidationError } from '../../errors'
+import { toAppError, ValidationError } from '../../errors'
 import type { CallOptions, Registry } from '../../inference/registry'
 import { type InferRequest, InferRequestSchema, type InferResult } from '../../inference/tensors'
 
@@ -28,7 +28,7 @@ export async function inferBatch(registry: Registry, name: string, requests: unk
         // Paths inside an item's error are relative to that item (its index says which).
         return { index, status: 'succeeded', result: await registry.infer(name, parseBatchItem(raw, index), call) }
       } catch (error) {
-        const known = error instanceof AppError ? error : new AppError('PROCESSING_ERROR', 'The model failed on this item')
+        const known = toAppError(error, 'PROCESSING_ERROR', 'The model failed on this item')
         return {
           index,
           status: 'failed',

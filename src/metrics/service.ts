@@ -1,12 +1,6 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { Elysia, t } from 'elysia'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import { responses } from '../envelope'
 import type { BatchEvent } from '../inference/batcher'
-import type { KeyService } from '../keys/service'
-import type { Logger } from '../logger'
-import { authenticate, presentedKey, refuseKeyInQuery } from './auth'
-import { type RateLimiter, rateLimit } from './rate-limit'
+import type { RateLimiter } from '../rate-limit/limiter'
 
 /** Model states reported by the registry; each model gets one series per state so `== 0` alerts work. */
 export const MODEL_STATUSES = ['loading', 'ready', 'failed', 'unhealthy'] as const
@@ -33,7 +27,6 @@ export interface MetricsCollectors {
   overruns?: () => { discarded: number; terminations: number }
   /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
   jobs?: () => Record<string, number> | Promise<Record<string, number>>
-  dbPool?: () => { inUse: number; idle: number }
 }
 
 export interface MetricsOptions {
@@ -42,7 +35,7 @@ export interface MetricsOptions {
   defaultMetrics?: boolean
 }
 
-/** One finished HTTP request, as the request logger reports it. */
+/** One finished HTTP request, as the request-id plugin reports it. */
 export interface RequestObservation {
   method: string
   /** The route pattern (`/api/v1/keys/:id`), or `unmatched`; never a concrete path. */
@@ -66,7 +59,7 @@ export interface RunObservation {
  * `observeRequest` and `observeRun` use no `this`: pass them straight as callbacks.
  * @example
  * const metrics = createMetrics({ collect: { queueDepth: () => pool.stats().queueDepth } })
- * app.use(requestLogger({ logger, onResponse: metrics.observeRequest }))
+ * app.use(requestId({ logger, trustProxy, onResponse: metrics.observeRequest }))
  */
 export function createMetrics(options: MetricsOptions = {}) {
   const { collect = {}, defaultMetrics = true } = options
@@ -251,21 +244,6 @@ export function createMetrics(options: MetricsOptions = {}) {
     },
   })
 
-  const dbPool = new Gauge({
-    name: 'db_pool_connections',
-    help: 'Database pool connections by state (in_use, idle)',
-    labelNames: ['state'] as const,
-    registers,
-    async collect() {
-      const read = collect.dbPool
-      if (!read) return
-      await guarded('db_pool', this, read, (pool: ReturnType<typeof read>) => {
-        this.set({ state: 'in_use' }, pool.inUse)
-        this.set({ state: 'idle' }, pool.idle)
-      })
-    },
-  })
-
   /** Dynamic batching (src/inference/batcher.ts): how full its runs are, and what waiting for company costs. */
   const batching = {
     size: new Histogram({
@@ -301,10 +279,9 @@ export function createMetrics(options: MetricsOptions = {}) {
     modelBackend,
     rateLimitRejections,
     jobs,
-    dbPool,
     batching,
     observeBatch,
-    /** Feed from the request logger's `onResponse`. */
+    /** Feed from the request-id plugin's `onResponse`. */
     observeRequest(entry: RequestObservation): void {
       const labels = {
         method: METHODS.has(entry.method) ? entry.method : 'other',
@@ -339,52 +316,3 @@ export function createMetrics(options: MetricsOptions = {}) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
-
-const digest = (value: string) => createHash('sha256').update(value).digest()
-
-/** Equal-length digests make the comparison take the same time whatever is presented. */
-function sameSecret(presented: string, expected: string): boolean {
-  return timingSafeEqual(digest(presented), digest(expected))
-}
-
-export interface MetricsRouteOptions {
-  metrics: Metrics
-  keys: KeyService
-  /** `METRICS_TOKEN`: a bearer token that may scrape without an API key. */
-  token?: string
-  limiter: RateLimiter
-  logger: Logger
-}
-
-/**
- * `GET /metrics` in the Prometheus text format, for an admin API key or `Authorization: Bearer <METRICS_TOKEN>`,
- * counted against the `admin` rate limit. Not enveloped (Prometheus fixes the format); failures still are.
- * @example app.use(metricsRoute({ metrics, keys, token: config.METRICS_TOKEN, limiter, logger }))
- */
-export const metricsRoute = (options: MetricsRouteOptions) => {
-  const { metrics, keys, token, limiter, logger } = options
-  return new Elysia({ name: 'vireo.metrics' }).use(rateLimit({ limiter, logger })).get(
-    '/metrics',
-    async function scrapeMetrics({ set }) {
-      set.headers['content-type'] = metrics.registry.contentType
-      return await metrics.registry.metrics()
-    },
-    {
-      // Like the auth macro: credentials are settled before anything else, so the limiter counts per key.
-      async transform({ request }) {
-        refuseKeyInQuery(request)
-        const presented = presentedKey(request)
-        if (token !== undefined && presented !== undefined && request.headers.has('authorization') && sameSecret(presented, token)) return
-        await authenticate({ keys, limiter }, request, 'admin')
-      },
-      rateLimit: 'admin',
-      detail: {
-        tags: ['meta'],
-        summary: 'Prometheus metrics (admin key or METRICS_TOKEN)',
-        description: 'The Prometheus text exposition format 0.0.4, not the JSON envelope. Errors are enveloped.',
-        security: [{ bearer: [] }, { apiKey: [] }],
-      },
-      response: responses({ 200: t.String({ description: 'Prometheus text format 0.0.4', maxLength: 16_777_216 }) }, 401, 403),
-    },
-  )
-}
