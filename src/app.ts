@@ -7,6 +7,7 @@ import { jobsModule } from './modules/jobs'
 import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
 import { modelsModule } from './modules/models'
+import { repositoryModule } from './modules/repository'
 import { authBeforeBody } from './plugins/auth'
 import { bodyParser } from './plugins/body-parser'
 import { corsPolicy } from './plugins/cors'
@@ -58,6 +59,7 @@ export function createApp(deps: Deps) {
       )
       .use(audioModule({ registry: deps.registry, jobs: deps.jobs, keys: deps.keys, limiter, logger, config }))
       .use(jobsModule({ jobs: deps.jobs, keys: deps.keys, limiter, logger, validateInfer: deps.registry.check }))
+      .use(repositoryModule({ registry: deps.registry, keys: deps.keys, limiter, logger }))
   )
 }
 

@@ -62,6 +62,7 @@ const documentation = (version: string) => ({
     { name: 'audio', description: 'Voice activity detection' },
     { name: 'keys', description: 'API keys' },
     { name: 'jobs', description: 'Asynchronous jobs with retries' },
+    { name: 'oip', description: 'Open Inference Protocol (KServe v2) and its Triton extensions: bare OIP JSON, errors as { error }' },
   ],
   // Protected unless a route says otherwise: public routes declare `security: []`, the auth macro sets both schemes.
   security: [{ bearer: [] }, { apiKey: [] }],
