@@ -12,7 +12,9 @@ export namespace RepositoryModel {
   )
 
   /** Triton's `config` and `file:<version>/<name>` overrides are not taken: vireo loads what MODELS_DIR holds. */
-  export const loadRequest = t.Optional(t.Object({ parameters: t.Optional(t.Object({}, { additionalProperties: false })) }, { additionalProperties: false }))
+  export const loadRequest = t.Optional(
+    t.Object({ parameters: t.Optional(t.Object({}, { additionalProperties: false })) }, { additionalProperties: false }),
+  )
 
   export const unloadRequest = t.Optional(
     t.Object(
