@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NotFoundError, ServiceUnavailableError, ValidationError } from '../../src/errors'
@@ -7,31 +7,7 @@ import { createRegistry, type Registry } from '../../src/inference/registry'
 import type { InferRequest } from '../../src/inference/tensors'
 import { compareVersions } from '../../src/inference/versions'
 import { backendOrder, ENOUGH_MS, FIXTURES, registryConfig, silent, until } from './helpers'
-
-/**
- * Copy a fixture model into `root` as `<name>/<version>/` (or flat `<name>/` when version is null), its
- * manifest renamed to match; `manifest` overrides fields.
- */
-export async function placeModel(
-  root: string,
-  name: string,
-  version: string | null,
-  { from = 'arith', manifest = {} }: { from?: string; manifest?: Record<string, unknown> } = {},
-): Promise<string> {
-  const dir = version === null ? join(root, name) : join(root, name, version)
-  await mkdir(dir, { recursive: true })
-  await cp(join(FIXTURES, from), dir, { recursive: true })
-  const original = JSON.parse(await readFile(join(FIXTURES, from, 'manifest.json'), 'utf8'))
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify({ ...original, name, version: version ?? original.version, ...manifest }))
-  return dir
-}
-
-export const arithRequest: InferRequest = {
-  inputs: [
-    { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] },
-    { name: 'n', shape: [1, 2], datatype: 'INT64', data: [10, -3] },
-  ],
-}
+import { arithRequest, placeModel } from './model-folders'
 
 /** A run of the slow fixture that takes `iters` loop iterations (about 2.5 µs each here). */
 const slowRequest = (iters: number): InferRequest => ({
