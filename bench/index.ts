@@ -15,6 +15,7 @@ const BENCHMARKS = {
   jobs: { file: 'jobs.ts', run: 'benchJobs' },
   vad: { file: 'vad.ts', run: 'benchVad' },
   churn: { file: 'churn.ts', run: 'benchChurn' },
+  repository: { file: 'repository.ts', run: 'benchRepository' },
 } as const
 type Name = keyof typeof BENCHMARKS
 
