@@ -2,7 +2,7 @@
  * Version switches under load (issue 11 §3). vireo runs in a child process pinned to core 0 on a model folder
  * holding Silero as `silero-vad/1` (and `silero-vad/2` half of the time); the load tool, pinned to core 1,
  * drives `POST /api/v1/models/silero-vad/infer` (no version named) in alternating rounds: steady (nothing
- * happens) and switching (admin loads back to back: version 2 added → requests switch to it; version 2 removed
+ * happens) and switching (an admin load every REPO_SWITCH_EVERY_MS: version 2 added → requests switch to it; version 2 removed
  * → back to 1; the same versions reloaded). Printed: requests that failed while switching (goal 0: every answer
  * not 2xx and every socket error counts), the switches made, how long a load took, and throughput switching ÷
  * steady.

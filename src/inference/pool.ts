@@ -595,9 +595,12 @@ export function createPool(options: PoolOptions): Pool {
 
   async function load(spec: ModelSpec): Promise<LoadReport> {
     specs.set(spec.name, spec)
-    const reports = await Promise.all(slots.map((slot) => loadInto(slot, spec)))
+    const targets = [...slots]
+    const answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
+    // A worker replaced while loading says nothing about the model: its successor loads every spec before it serves.
+    const reports = answers.filter((_, i) => !targets[i]!.dead)
     const failed = reports.find((r) => !r.ok)
-    const report = failed ?? reports[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
+    const report = failed ?? reports[0] ?? answers[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
     if (!report.ok) unload(spec.name)
     pump()
     return report
