@@ -53,10 +53,11 @@ export async function benchRepository(): Promise<void> {
   const base = server.line.slice('listening '.length).trim()
   const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }
   const url = new URL('/api/v1/models/silero-vad/infer', base).href
+  const failedLoads: string[] = []
   const loadModel = async () => {
     const started = performance.now()
     const response = await fetch(new URL('/v2/repository/models/silero-vad/load', base), { method: 'POST', headers: asAdmin })
-    if (response.status !== 200) throw new Error(`load answered ${response.status}: ${await response.text()}`)
+    if (response.status !== 200) failedLoads.push(`${response.status} ${await response.text()}`)
     return performance.now() - started
   }
   const drive = () => load({ url, connections, seconds, method: 'POST', headers: asAdmin, body: frame })
@@ -96,6 +97,7 @@ export async function benchRepository(): Promise<void> {
     console.log(
       `switches (loads) while switching: ${loadMs.length}, one every ${everyMs} ms after the last; a load took ${fmt(median(loadMs), 1)} ms (median)`,
     )
+    console.log(`loads that failed: ${failedLoads.length}${failedLoads.length ? ` (first: ${failedLoads[0]!.slice(0, 300)})` : ''}`)
     console.log(`requests while switching: ${requests}, failed: ${failed}; failed while steady: ${steadyFailed}`)
     console.log(goal('requests that failed during version switches', failed, '<=', 0, 0))
     console.log(`throughput switching / steady (best rounds): ${fmt(Math.max(...switching) / Math.max(...steady), 2)}`)

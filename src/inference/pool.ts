@@ -595,9 +595,14 @@ export function createPool(options: PoolOptions): Pool {
 
   async function load(spec: ModelSpec): Promise<LoadReport> {
     specs.set(spec.name, spec)
-    const targets = [...slots]
-    const answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
+    let targets = [...slots]
+    let answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
     // A worker replaced while loading says nothing about the model: its successor loads every spec before it serves.
+    // When every one was replaced (runs whose callers left, overrunning their grace), ask their successors once.
+    if (targets.every((slot) => slot.dead) && !closed && slots.length) {
+      targets = [...slots]
+      answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
+    }
     const reports = answers.filter((_, i) => !targets[i]!.dead)
     const failed = reports.find((r) => !r.ok)
     const report = failed ?? reports[0] ?? answers[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
