@@ -71,7 +71,7 @@ export const EnvelopeSchema = <T extends TSchema>(data: T) =>
     errors: t.Array(ItemErrorSchema),
   })
 
-const ErrorEnvelope = (description?: string) =>
+export const ErrorEnvelope = (description?: string) =>
   t.Object(
     {
       success: t.Literal(false),

@@ -1,4 +1,5 @@
 import { Elysia } from 'elysia'
+import { ValidationError } from '../../errors'
 import { type Registry, RepositoryIndexSchema } from '../../inference/registry'
 import type { KeyService } from '../../keys/service'
 import type { Logger } from '../../logger'
@@ -11,6 +12,12 @@ export interface RepositoryModuleOptions {
   keys: KeyService
   limiter: RateLimiter
   logger: Logger
+}
+
+/** Elysia's compiled check lets arrays and numbers through an object schema whose fields are all optional; these bodies are objects. */
+function refuseNonObject({ body }: { body: unknown }): void {
+  if (body !== null && body !== undefined && (typeof body !== 'object' || Array.isArray(body)))
+    throw new ValidationError('Invalid request body', [{ path: '/', message: 'Expected an object, or no body' }])
 }
 
 /**
@@ -32,6 +39,7 @@ export const repositoryModule = ({ registry, keys, limiter, logger }: Repository
         auth: 'admin',
         rateLimit: 'admin',
         body: RepositoryModel.indexRequest,
+        beforeHandle: refuseNonObject,
         detail: { summary: 'Every version of every model, with its state (READY, UNAVAILABLE, LOADING, UNLOADING) and why' },
         response: RepositoryModel.responses(RepositoryIndexSchema, 401, 403, 415),
       },
@@ -47,6 +55,7 @@ export const repositoryModule = ({ registry, keys, limiter, logger }: Repository
         rateLimit: 'admin',
         params: RepositoryModel.params,
         body: RepositoryModel.loadRequest,
+        beforeHandle: refuseNonObject,
         detail: {
           summary:
             'Read the model from MODELS_DIR again, warm every version up, then switch to them at once; answers when they serve. What served before serves until then, and on if the load fails (400)',
@@ -65,6 +74,7 @@ export const repositoryModule = ({ registry, keys, limiter, logger }: Repository
         rateLimit: 'admin',
         params: RepositoryModel.params,
         body: RepositoryModel.unloadRequest,
+        beforeHandle: refuseNonObject,
         detail: { summary: 'Refuse new requests to the model, let those under way finish, then free it; answers once it is freed' },
         response: RepositoryModel.responses(RepositoryModel.done, 401, 403, 404, 415),
       },

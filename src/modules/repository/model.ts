@@ -1,13 +1,16 @@
 import { withHeaders } from '@elysiajs/openapi'
 import { type TSchema, t } from 'elysia'
-import { headersFor } from '../../envelope'
+import { ErrorEnvelope, headersFor } from '../../envelope'
 import { ModelName } from '../jobs/model'
 
 /** Bodies of Triton's model repository extension (docs/protocol/extension_model_repository.md); each may be empty. */
 export namespace RepositoryModel {
   export const params = t.Object({ name: ModelName })
 
-  export const indexRequest = t.Optional(
+  /** Null stands for an empty body, which Triton's clients send. */
+  const orEmpty = <T extends TSchema>(schema: T) => t.Union([schema, t.Null()])
+
+  export const indexRequest = orEmpty(
     t.Object({ ready: t.Optional(t.Boolean({ description: 'only the versions ready for inference' })) }, { additionalProperties: false }),
   )
 
@@ -16,7 +19,7 @@ export namespace RepositoryModel {
     t.Object({ parameters: t.Optional(t.Object({}, { additionalProperties: false })) }, { additionalProperties: false }),
   )
 
-  export const unloadRequest = t.Optional(
+  export const unloadRequest = orEmpty(
     t.Object(
       {
         parameters: t.Optional(
@@ -44,11 +47,17 @@ export namespace RepositoryModel {
     500: 'Internal error',
   }
 
-  /** Response map in bare OIP JSON: the success schema, and `{ error }` for each listed status (400, 429, 500 always). */
+  /**
+   * Response map in bare OIP JSON: the success schema, and `{ error }` for each listed status (400, 429, 500 always).
+   * The error envelope is listed beside `{ error }` while the error handler still answers /v2 in it (issue 11 §1
+   * gives /v2 its own error shape); drop it then.
+   */
   export function responses(success: TSchema, ...errorStatuses: number[]) {
     const map: Record<number, TSchema> = { 200: withHeaders(success as never, headersFor(200)) }
-    for (const status of new Set([400, 429, 500, ...errorStatuses]))
-      map[status] = withHeaders(OipError(DESCRIPTIONS[status] ?? 'Error') as never, headersFor(status))
+    for (const status of new Set([400, 429, 500, ...errorStatuses])) {
+      const description = DESCRIPTIONS[status] ?? 'Error'
+      map[status] = withHeaders(t.Union([OipError(description), ErrorEnvelope(description)], { description }) as never, headersFor(status))
+    }
     return map
   }
 }
