@@ -18,6 +18,7 @@ const BENCHMARKS = {
   hop: { file: 'hop.ts', run: 'benchHop' },
   batching: { file: 'batching.ts', run: 'benchBatching' },
   oip: { file: 'oip.ts', run: 'benchOip' },
+  repository: { file: 'repository.ts', run: 'benchRepository' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

@@ -9,6 +9,7 @@ import { keysModule } from './modules/keys'
 import { metaModule } from './modules/meta'
 import { modelsModule } from './modules/models'
 import { oipModule } from './modules/oip'
+import { repositoryModule } from './modules/repository'
 import { authBeforeBody } from './plugins/auth'
 import { bodyParser } from './plugins/body-parser'
 import { corsPolicy } from './plugins/cors'
@@ -87,6 +88,7 @@ export function createApp(deps: Deps, options: AppOptions = {}) {
           maxUploadBytes: config.MAX_UPLOAD_BYTES,
         }),
       )
+      .use(repositoryModule({ registry: deps.registry, keys: deps.keys, limiter, logger }))
   )
 }
 

@@ -71,7 +71,7 @@ export const EnvelopeSchema = <T extends TSchema>(data: T) =>
     errors: t.Array(ItemErrorSchema),
   })
 
-const ErrorEnvelope = (description?: string) =>
+export const ErrorEnvelope = (description?: string) =>
   t.Object(
     {
       success: t.Literal(false),
@@ -118,7 +118,7 @@ const CORS_HEADERS = {
 const RETRY_AFTER = { 'Retry-After': t.Integer({ description: 'Seconds to wait before trying again', minimum: 0, maximum: 86400 }) }
 
 /** Response headers for one status: CORS on all, the limiter's on 2xx/4xx (it answers 429 itself), `Retry-After` where the error sets it. */
-function headersFor(status: number) {
+export function headersFor(status: number) {
   const limited = (status >= 200 && status < 300) || (status >= 400 && status < 500)
   const retry = status === 429 || status === 503
   return { ...CORS_HEADERS, ...(limited ? RATE_LIMIT_HEADERS : {}), ...(retry ? RETRY_AFTER : {}) }

@@ -18,6 +18,8 @@ export type WorkerState = 'starting' | 'idle' | 'busy' | 'draining'
 
 export interface ModelSpec {
   name: string
+  /** The model as callers know it, in messages and run events; `name` by default (a registry may load one model under several names, one per version). */
+  label?: string
   /** The ONNX file; kept so replacement workers can load it again. */
   bytes: Uint8Array
   /** Backends to try in order, e.g. ['cpu', 'webgpu', 'wasm']. */
@@ -123,6 +125,8 @@ export interface Pool {
 interface Job {
   id: number
   model: string
+  /** The spec's label: what messages and run events call the model. */
+  label: string
   /** Dropped once posted: its buffers then belong to the worker. */
   work?: Work
   /** run or vad-sequence: their run times are measured apart. */
@@ -408,20 +412,20 @@ export function createPool(options: PoolOptions): Pool {
     } else if (message.type === 'result') {
       const queueMs = job.startedAt! - job.enqueuedAt
       job.resolve({ outputs: message.outputs, queueMs, inferenceMs: message.inferenceMs, workerId: slot.id })
-      onRun?.({ model: job.model, outcome: 'ok', queueMs, inferenceMs: message.inferenceMs })
+      onRun?.({ model: job.label, outcome: 'ok', queueMs, inferenceMs: message.inferenceMs })
     } else if (message.rejected) {
       // The session ran the warm-up and other requests; it refused these inputs. The runtime's own words stay
       // in the log: they name graph nodes and build flags, nothing a client can act on.
       logger?.warn({ model: job.model, worker: slot.id, reason: message.message }, 'the model rejected its inputs')
       job.fail(
         new ValidationError(
-          `Model "${job.model}" could not run on these inputs; check their shapes and values against GET /api/v1/models/${job.model}`,
+          `Model "${job.label}" could not run on these inputs; check their shapes and values against GET /api/v1/models/${job.label}`,
           [{ path: '/inputs', message: 'rejected by the model' }],
         ),
         'error',
       )
     } else {
-      job.fail(new ProcessingError(`Model "${job.model}" failed to run: ${message.message}`), 'error')
+      job.fail(new ProcessingError(`Model "${job.label}" failed to run: ${message.message}`), 'error')
     }
     afterRun(slot)
   }
@@ -513,6 +517,7 @@ export function createPool(options: PoolOptions): Pool {
     if (closed) return Promise.reject(new ServiceUnavailableError('The inference pool is shutting down', 5))
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     if (!specs.has(model)) return Promise.reject(new ServiceUnavailableError(`Model "${model}" is not loaded`, 5))
+    const label = specs.get(model)!.label ?? model
     const refused = overBudget(owner)
     if (refused) return Promise.reject(refused)
     // A budget shorter than a few typical runs can only time out, and every such timeout would cost a grace.
@@ -530,6 +535,7 @@ export function createPool(options: PoolOptions): Pool {
       const job: Job = {
         id: nextJobId++,
         model,
+        label,
         work,
         kind: work.type,
         owner,
@@ -545,7 +551,7 @@ export function createPool(options: PoolOptions): Pool {
           if (settled) return
           settle()
           const queueMs = (job.startedAt ?? performance.now()) - enqueuedAt
-          onRun?.({ model, outcome, queueMs, inferenceMs: 0 })
+          onRun?.({ model: label, outcome, queueMs, inferenceMs: 0 })
           reject(error)
         },
       }
@@ -572,7 +578,7 @@ export function createPool(options: PoolOptions): Pool {
       timer = setTimeout(function onTimeout() {
         const stage = job.slot ? 'running' : 'queued'
         stop(
-          new TimeoutError(`Model "${model}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage, ...raised }),
+          new TimeoutError(`Model "${label}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage, ...raised }),
           'timeout',
         )
       }, timeoutMs)
@@ -595,9 +601,17 @@ export function createPool(options: PoolOptions): Pool {
 
   async function load(spec: ModelSpec): Promise<LoadReport> {
     specs.set(spec.name, spec)
-    const reports = await Promise.all(slots.map((slot) => loadInto(slot, spec)))
+    let targets = [...slots]
+    let answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
+    // A worker replaced while loading says nothing about the model: its successor loads every spec before it serves.
+    // When every one was replaced (runs whose callers left, overrunning their grace), ask their successors once.
+    if (targets.every((slot) => slot.dead) && !closed && slots.length) {
+      targets = [...slots]
+      answers = await Promise.all(targets.map((slot) => loadInto(slot, spec)))
+    }
+    const reports = answers.filter((_, i) => !targets[i]!.dead)
     const failed = reports.find((r) => !r.ok)
-    const report = failed ?? reports[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
+    const report = failed ?? reports[0] ?? answers[0] ?? { ok: false, reason: 'the pool has no workers', attempts: [] }
     if (!report.ok) unload(spec.name)
     pump()
     return report

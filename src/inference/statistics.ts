@@ -130,7 +130,7 @@ export function withStatistics(registry: Registry, statistics: InferenceStatisti
         })
         return result
       } catch (error) {
-        const version = registry.list().find((m) => m.name === name)?.version
+        const version = options?.version ?? registry.list().find((m) => m.name === name)?.version
         if (version) statistics.record(name, version, { ok: false, totalMs: performance.now() - started })
         throw error
       }

@@ -13,7 +13,7 @@ import { requestState } from '../../plugins/request-id'
 import { OIP_PREFIX } from '../../plugins/versioning'
 import type { HealthDeps } from '../health/service'
 import { OipModel } from './model'
-import { infer, modelMetadata, modelReady, modelStats, OIP_EXTENSIONS, prepareInfer, resolveModel, serverReady } from './service'
+import { infer, modelMetadata, modelReady, modelStats, OIP_EXTENSIONS, prepareInfer, serverReady } from './service'
 
 export interface OipModuleOptions {
   registry: Registry
@@ -109,28 +109,28 @@ export const oipModule = (options: OipModuleOptions) => {
         detail: { summary: 'Statistics of every model (statistics extension)' },
         response: oipResponses({ 200: OipModel.stats }, 401, 403),
       })
-      .get('/models/:name', ({ params }) => modelMetadata(resolveModel(registry, params.name)), {
+      .get('/models/:name', ({ params }) => modelMetadata(registry.get(params.name)), {
         auth: 'inference',
         rateLimit: 'inference',
         params: OipModel.params,
         detail: { summary: 'Model metadata: versions, platform, inputs and outputs (-1: dynamic dimension)' },
         response: oipResponses({ 200: OipModel.modelMetadata }, 401, 403, 404, 503),
       })
-      .get('/models/:name/versions/:version', ({ params }) => modelMetadata(resolveModel(registry, params.name, params.version)), {
+      .get('/models/:name/versions/:version', ({ params }) => modelMetadata(registry.get(params.name, params.version)), {
         auth: 'inference',
         rateLimit: 'inference',
         params: OipModel.versionParams,
         detail: { summary: 'Metadata of one model version' },
         response: oipResponses({ 200: OipModel.modelMetadata }, 401, 403, 404, 503),
       })
-      .get('/models/:name/ready', ({ params }) => modelReady(resolveModel(registry, params.name)), {
+      .get('/models/:name/ready', ({ params }) => modelReady(registry.get(params.name)), {
         auth: 'inference',
         rateLimit: 'inference',
         params: OipModel.params,
         detail: { summary: 'Model readiness: 200 when it serves, 503 when not' },
         response: oipResponses({ 200: OipModel.modelReady }, 401, 403, 404, 503),
       })
-      .get('/models/:name/versions/:version/ready', ({ params }) => modelReady(resolveModel(registry, params.name, params.version)), {
+      .get('/models/:name/versions/:version/ready', ({ params }) => modelReady(registry.get(params.name, params.version)), {
         auth: 'inference',
         rateLimit: 'inference',
         params: OipModel.versionParams,

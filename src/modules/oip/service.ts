@@ -1,5 +1,5 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { NotFoundError, ServiceUnavailableError, ValidationError } from '../../errors'
+import { ServiceUnavailableError, ValidationError } from '../../errors'
 import { decodeInputs, encodeTensor, oipDatatype } from '../../inference/oip-binary'
 import type { CallOptions, ModelInfo, Registry } from '../../inference/registry'
 import type { InferenceStatistics, ModelStat } from '../../inference/statistics'
@@ -9,26 +9,10 @@ import { type HealthDeps, readiness } from '../health/service'
 import { OipModel } from './model'
 
 /** What `GET /v2` advertises. Each extension that lands adds its name here. */
-export const OIP_EXTENSIONS: string[] = ['binary_tensor_data', 'statistics']
+export const OIP_EXTENSIONS: string[] = ['binary_tensor_data', 'statistics', 'model_repository']
 
 /** Triton's platform name for ONNX models run by onnxruntime, which tritonclient users know. */
 export const PLATFORM = 'onnxruntime_onnx'
-
-/**
- * The model a `/v2` URL names, at the version it names (or the one it serves when the URL names none).
- * One place, so that versions resolve through the registry once it holds several.
- * @throws NotFoundError for an unknown model or version
- */
-export function resolveModel(registry: Pick<Registry, 'get'>, name: string, version?: string): ModelInfo {
-  const info = registry.get(name)
-  if (version !== undefined && version !== info.version)
-    throw new NotFoundError(
-      info.version === null
-        ? `Model "${name}" has no version "${version}": it did not load far enough to have one (${info.reason})`
-        : `Model "${name}" has no version "${version}"; it serves version "${info.version}"`,
-    )
-  return info
-}
 
 /** A model that never loaded has no inputs or outputs to describe, nor runs: 503, as `/api/v1` answers its infer. */
 function loaded(info: ModelInfo): ModelInfo & { version: string } {
@@ -41,7 +25,8 @@ export function modelMetadata(info: ModelInfo): OipModel.modelMetadata {
   const model = loaded(info)
   const tensors = (list: ModelInfo['inputs']) =>
     list.map((tensor) => ({ name: tensor.name, datatype: oipDatatype(tensor.datatype), shape: tensor.shape ?? [-1] }))
-  return { name: model.name, versions: [model.version], platform: PLATFORM, inputs: tensors(model.inputs), outputs: tensors(model.outputs) }
+  const versions = model.versions.flatMap((v) => (v.version === null ? [] : [v.version]))
+  return { name: model.name, versions, platform: PLATFORM, inputs: tensors(model.inputs), outputs: tensors(model.outputs) }
 }
 
 export function modelReady(info: ModelInfo): { name: string; ready: true } {
@@ -62,8 +47,13 @@ export async function serverReady(deps: HealthDeps): Promise<{ ready: true }> {
 
 /** Statistics of every model (no name), one model (every version it has) or one version. */
 export function modelStats(registry: Pick<Registry, 'get' | 'list'>, statistics: InferenceStatistics, name?: string, version?: string) {
-  const models = name === undefined ? registry.list() : [resolveModel(registry, name, version)]
-  const model_stats: ModelStat[] = models.filter((m) => m.version !== null).map((m) => statistics.of(m.name, m.version!))
+  const versions =
+    name === undefined
+      ? registry.list().flatMap((m) => m.versions.map((v) => ({ name: m.name, version: v.version })))
+      : version === undefined
+        ? registry.get(name).versions.map((v) => ({ name, version: v.version }))
+        : [{ name, version: registry.get(name, version).version }]
+  const model_stats: ModelStat[] = versions.flatMap((v) => (v.version === null ? [] : [statistics.of(v.name, v.version)]))
   return { model_stats }
 }
 
@@ -180,6 +170,5 @@ export function inferResponse(result: InferResult, prepared: PreparedInfer): { h
 
 /** Run one prepared request on the model the URL names. */
 export async function infer(registry: Registry, model: string, version: string | undefined, prepared: PreparedInfer, call: CallOptions) {
-  resolveModel(registry, model, version)
-  return inferResponse(await registry.infer(model, prepared.request, call), prepared)
+  return inferResponse(await registry.infer(model, prepared.request, { ...call, version }), prepared)
 }
