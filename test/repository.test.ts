@@ -64,11 +64,21 @@ describe('the repository routes', () => {
       ['1', 'ready'],
       ['2', 'ready'],
     ])
+    // The same versions through the protocol routes: listed, and each one addressable.
+    const oip = (path: string, json?: unknown) =>
+      t.app.handle(req(path, { method: json === undefined ? 'GET' : 'POST', json, headers: bearer(user) }))
+    expect((await body(await oip('/v2/models/arith'))).versions).toEqual(['1', '2'])
+    expect((await body(await oip('/v2/models/arith/infer', request))).model_version).toBe('2')
+    expect((await body(await oip('/v2/models/arith/versions/1/infer', request))).model_version).toBe('1')
+    const stats = (await body(await oip('/v2/models/arith/versions/1/stats'))).model_stats
+    expect(stats.map((s: { version: string; inference_count: number }) => [s.version, s.inference_count])).toEqual([['1', 1]])
   })
 
   it('answer 400 to a failed load while the serving version serves on, and 404 to a model with no folder', async () => {
     await placeModel(root, 'arith', '3', { from: 'corrupt' })
-    expect((await post('/v2/repository/models/arith/load', { key: admin })).status).toBe(400)
+    const failed = await post('/v2/repository/models/arith/load', { key: admin })
+    expect(failed.status).toBe(400)
+    expect(await body(failed)).toEqual({ error: expect.stringContaining('version 3') })
     expect((await infer('arith')).status).toBe(200)
     await rm(join(root, 'arith', '3'), { recursive: true })
     expect((await post('/v2/repository/models/nothing/load', { key: admin })).status).toBe(404)

@@ -143,7 +143,11 @@ describe('model metadata', () => {
 
   it('answers the same for the served version and 404 for any other', async () => {
     expect(await body(await get('/v2/models/arith/versions/1'))).toEqual(arith)
-    await expectError(await get('/v2/models/arith/versions/2'), 404, 'Model "arith" has no version "2"; it serves version "1"')
+    await expectError(
+      await get('/v2/models/arith/versions/2'),
+      404,
+      'Model "arith" has no version "2"; GET /api/v1/models/arith lists its versions',
+    )
   })
 
   it('marks dynamic dimensions -1', async () => {
