@@ -33,7 +33,7 @@ export async function benchChurn(): Promise<void> {
   const seconds = envInt('CHURN_SECONDS', 5)
   const floodPerS = envInt('CHURN_FLOOD_PER_S', 50)
   const admin = benchKey()
-  const server = await startServer('app', productionEnv(admin, { MODELS_DIR: 'models', MODEL_HEALTH_INTERVAL_S: '1' }))
+  const server = await startServer('app', productionEnv(admin, { MODELS_DIR: 'models', MODELS_HEALTH_INTERVAL_MS: '1000' }))
   const url = (path: string) => new URL(path, server.url).href
   const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }
   try {

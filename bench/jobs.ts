@@ -4,7 +4,7 @@
  * database made for this run and dropped after it. For each: a backlog of JOBS_N jobs inserted at
  * once and drained (jobs/s from the first claim to the last finish), then JOBS_PACED_N jobs submitted
  * one by one at JOBS_PACED_PER_S to an idle queue, whose median started_at - created_at is the
- * submit-to-claim time a client sees (dominated by JOB_POLL_MS, as separate runners are not woken).
+ * submit-to-claim time a client sees (dominated by JOBS_POLL_MS, as separate runners are not woken).
  *
  *   bun bench/index.ts jobs     (JOBS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres JOBS_N=1000 JOBS_PACED_N=100 JOBS_PACED_PER_S=20)
  */
@@ -67,9 +67,9 @@ export async function benchJobs(): Promise<void> {
     const owner = await keys.create({ name: 'bench jobs', scopes: ['jobs'] })
     const queue = createQueue({
       db,
-      leaseS: config.JOB_LEASE_S,
-      backoff: { baseMs: config.JOB_BACKOFF_BASE_MS, maxMs: config.JOB_BACKOFF_MAX_MS },
-      idempotencyTtlH: config.JOB_IDEMPOTENCY_TTL_H,
+      leaseMs: config.JOBS_LEASE_MS,
+      backoff: { baseMs: config.JOBS_BACKOFF_BASE_MS, maxMs: config.JOBS_BACKOFF_MAX_MS },
+      idempotencyTtlMs: config.JOBS_IDEMPOTENCY_TTL_MS,
     })
     const job: NewJob = { ownerKeyId: owner.id, task: 'infer', model: 'arith', input: ARITH_INPUT, parameters: {}, maxAttempts: 5 }
 
@@ -134,7 +134,7 @@ export async function benchJobs(): Promise<void> {
     }
 
     console.log(
-      `jobs: arith inference jobs on PostgreSQL (fresh database ${name}), runners = \`bun run runner\` processes, JOBS_CONCURRENCY=${config.JOBS_CONCURRENCY} JOB_POLL_MS=${config.JOB_POLL_MS} each`,
+      `jobs: arith inference jobs on PostgreSQL (fresh database ${name}), runners = \`bun run runner\` processes, JOBS_CONCURRENCY=${config.JOBS_CONCURRENCY} JOBS_POLL_MS=${config.JOBS_POLL_MS} each`,
     )
     console.log(
       `  backlog: ${total} jobs inserted at once, jobs/s from first claim to last finish; paced: ${pacedN} jobs submitted at ${pacedPerS}/s to an idle queue`,

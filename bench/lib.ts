@@ -51,7 +51,7 @@ export function productionEnv(adminKey: string, extra: Record<string, string> = 
     PORT: '0',
     HOST: '127.0.0.1',
     RATE_LIMIT_INFERENCE: '1000000000/60',
-    MODEL_HEALTH_INTERVAL_S: '0',
+    MODELS_HEALTH_INTERVAL_MS: '0',
     JOBS_CONCURRENCY: '0',
     ...extra,
   }

@@ -61,7 +61,7 @@ function composeApp(deps: Deps, off: PluginName[], route = { responseCheck: true
       )
       .use(
         on('securityHeaders')
-          ? securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' })
+          ? securityHeaders({ hstsMaxAgeMs: config.HSTS_MAX_AGE_MS, production: config.NODE_ENV === 'production' })
           : none('securityHeaders'),
       )
       .use(on('corsPolicy') ? corsPolicy(config.CORS_ORIGINS) : none('corsPolicy'))

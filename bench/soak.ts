@@ -1,7 +1,7 @@
 /**
  * Memory under sustained inference: SOAK_N (100 000) Silero frames through the registry's pool
  * (`registry.runRaw`, as the VAD does), SOAK_CONCURRENCY (4) streams each carrying its recurrent
- * state, default production settings (so worker recycling at WORKER_RECYCLE_AFTER is in force).
+ * state, default production settings (so worker recycling at INFERENCE_WORKER_RECYCLE_AFTER is in force).
  * Prints process RSS — the inference workers are threads of this process, so it covers them —
  * the main JS heap and the workers' WASM heaps from pool.stats(), at the start, every tenth, and
  * the end; memory must level off, so end / middle should be close to 1.
@@ -91,7 +91,7 @@ export async function benchSoak(): Promise<void> {
       `  end / middle (frames ${middle.done} -> ${end.done}): RSS ${(end.rss / middle.rss).toFixed(3)}, worker heaps ${(end.workerHeap / middle.workerHeap).toFixed(3)}, main heap ${(end.jsHeap / middle.jsHeap).toFixed(3)}; end / start RSS ${(end.rss / start.rss).toFixed(3)}`,
     )
     console.log(
-      `  worker recycling: WORKER_RECYCLE_AFTER=${config.WORKER_RECYCLE_AFTER} runs, WORKER_MAX_HEAP_MB=${config.WORKER_MAX_HEAP_MB}`,
+      `  worker recycling: INFERENCE_WORKER_RECYCLE_AFTER=${config.INFERENCE_WORKER_RECYCLE_AFTER} runs, INFERENCE_WORKER_MAX_HEAP_MB=${config.INFERENCE_WORKER_MAX_HEAP_MB}`,
     )
   } finally {
     await registry.stop()

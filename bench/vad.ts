@@ -125,7 +125,7 @@ export async function benchVad(): Promise<void> {
       PGLITE_DIR: dataDir,
       INFERENCE_WORKERS: String(workers),
       VAD_STREAM_MAX_PER_KEY: '10000',
-      MAX_AUDIO_SECONDS: '3600',
+      MAX_AUDIO_MS: '3600000',
       MAX_UPLOAD_BYTES: String(200 * 1024 * 1024),
     }),
   )

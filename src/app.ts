@@ -41,7 +41,7 @@ export function createApp(deps: Deps, options: AppOptions = {}) {
   return (
     app
       .use(requestId({ logger, trustProxy: config.TRUST_PROXY, onResponse: deps.metrics.observeRequest }))
-      .use(securityHeaders({ hstsMaxAge: config.HSTS_MAX_AGE, production: config.NODE_ENV === 'production' }))
+      .use(securityHeaders({ hstsMaxAgeMs: config.HSTS_MAX_AGE_MS, production: config.NODE_ENV === 'production' }))
       .use(corsPolicy(config.CORS_ORIGINS))
       .use(errorHandler({ logger, routes: () => app.routes }))
       .use(versioning())

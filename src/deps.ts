@@ -93,20 +93,20 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
   const limiter = metrics.countRejections(createRateLimiter({ rules: config.RATE_LIMITS, logger, redis }))
   const queue = createQueue({
     db: database.db,
-    leaseS: config.JOB_LEASE_S,
-    backoff: { baseMs: config.JOB_BACKOFF_BASE_MS, maxMs: config.JOB_BACKOFF_MAX_MS },
-    idempotencyTtlH: config.JOB_IDEMPOTENCY_TTL_H,
+    leaseMs: config.JOBS_LEASE_MS,
+    backoff: { baseMs: config.JOBS_BACKOFF_BASE_MS, maxMs: config.JOBS_BACKOFF_MAX_MS },
+    idempotencyTtlMs: config.JOBS_IDEMPOTENCY_TTL_MS,
   })
   const runner = createRunner({
     queue,
     execute: options.execute ?? ((job, signal) => executeJob(registry, job, signal)),
     logger: logger.child({ component: 'jobs' }),
     concurrency: config.JOBS_CONCURRENCY,
-    pollMs: config.JOB_POLL_MS,
-    leaseS: config.JOB_LEASE_S,
-    retentionDays: config.JOB_RETENTION_DAYS,
+    pollMs: config.JOBS_POLL_MS,
+    leaseMs: config.JOBS_LEASE_MS,
+    retentionMs: config.JOBS_RETENTION_MS,
   })
-  const jobs = createJobService({ queue, runner, defaultMaxAttempts: config.JOB_MAX_ATTEMPTS })
+  const jobs = createJobService({ queue, runner, defaultMaxAttempts: config.JOBS_MAX_ATTEMPTS })
   return {
     config,
     logger,

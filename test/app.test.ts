@@ -350,7 +350,7 @@ describe('production headers', () => {
       NODE_ENV: 'production',
       CORS_ORIGINS: 'https://a.example.com',
       ADMIN_API_KEY: 'q7T_xV2mK9pL4wZr8bN1cY6hJ3fD0sG5eA-uQiWoR',
-      HSTS_MAX_AGE: '600',
+      HSTS_MAX_AGE_MS: '600000',
     })
     try {
       for (const path of ['/', '/api/v1/missing']) {

@@ -57,7 +57,7 @@ describe('bun run runner', () => {
     const keys = createKeyService({ db: setup.db, cacheTtlMs: 0 })
     const owner = (await keys.authenticate((await keys.create({ name: 'w', scopes: ['jobs'] })).key))!
     const { createQueue } = await import('../src/jobs/queue')
-    const queue = createQueue({ db: setup.db, leaseS: 30, backoff: { baseMs: 100, maxMs: 1000 }, idempotencyTtlH: 24 })
+    const queue = createQueue({ db: setup.db, leaseMs: 30000, backoff: { baseMs: 100, maxMs: 1000 }, idempotencyTtlMs: 86_400_000 })
     const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }
     const n = { name: 'n', shape: [1, 2], datatype: 'INT64', data: [1, 2] }
     const { job } = await queue.submit({
@@ -71,7 +71,7 @@ describe('bun run runner', () => {
     // PGlite is single-process: hand the data folder to the worker.
     await setup.close()
     const runner = Bun.spawn(['bun', 'run', 'runner'], {
-      env: { ...env(dir), LOG_LEVEL: 'info', MODELS_DIR: 'test/fixtures/models', INFERENCE_WORKERS: '1', JOB_POLL_MS: '50' },
+      env: { ...env(dir), LOG_LEVEL: 'info', MODELS_DIR: 'test/fixtures/models', INFERENCE_WORKERS: '1', JOBS_POLL_MS: '50' },
       stdout: 'pipe',
       stderr: 'inherit',
     })
@@ -87,7 +87,12 @@ describe('bun run runner', () => {
     expect(await runner.exited).toBe(0)
     const check = await openDatabase({ ...config, DATABASE_URL: undefined, PGLITE_DIR: dir })
     try {
-      const done = await createQueue({ db: check.db, leaseS: 30, backoff: { baseMs: 100, maxMs: 1000 }, idempotencyTtlH: 24 }).get(job.id)
+      const done = await createQueue({
+        db: check.db,
+        leaseMs: 30000,
+        backoff: { baseMs: 100, maxMs: 1000 },
+        idempotencyTtlMs: 86_400_000,
+      }).get(job.id)
       expect(done.status).toBe('succeeded')
       expect((done.result as { outputs: { name: string; data: number[] }[] }).outputs.find((o) => o.name === 'y')!.data).toEqual([
         3, 5, 7, 9,

@@ -55,7 +55,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     // The generated test models load in well under a second; one worker keeps start-up quick.
     MODELS_DIR: 'test/fixtures/models',
     INFERENCE_WORKERS: '1',
-    MODEL_HEALTH_INTERVAL_S: '0',
+    MODELS_HEALTH_INTERVAL_MS: '0',
     ...env,
   })
 }

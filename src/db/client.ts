@@ -33,8 +33,8 @@ export type DatabaseOptions = Pick<
   | 'PGLITE_DIR'
   | 'DB_POOL_MAX'
   | 'DB_CONNECT_TIMEOUT_MS'
-  | 'DB_IDLE_TIMEOUT_S'
-  | 'DB_MAX_LIFETIME_S'
+  | 'DB_IDLE_TIMEOUT_MS'
+  | 'DB_MAX_LIFETIME_MS'
   | 'DB_STATEMENT_TIMEOUT_MS'
 > & {
   /** PGlite only: keep the data in memory (tests). */
@@ -50,8 +50,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     const client = postgres(options.DATABASE_URL, {
       max: options.DB_POOL_MAX,
       connect_timeout: Math.ceil(options.DB_CONNECT_TIMEOUT_MS / 1000),
-      idle_timeout: options.DB_IDLE_TIMEOUT_S,
-      max_lifetime: options.DB_MAX_LIFETIME_S,
+      idle_timeout: options.DB_IDLE_TIMEOUT_MS / 1000,
+      max_lifetime: options.DB_MAX_LIFETIME_MS / 1000,
       onnotice: () => {},
       connection: {
         application_name: 'vireo',

@@ -97,15 +97,15 @@ export type RegistryConfig = Pick<
   Config,
   | 'MODELS_DIR'
   | 'MODELS_REQUIRED'
-  | 'MODEL_HEALTH_INTERVAL_S'
+  | 'MODELS_HEALTH_INTERVAL_MS'
   | 'INFERENCE_WORKERS'
   | 'INFERENCE_QUEUE_MAX'
   | 'INFERENCE_MAX_TIMEOUT_MS'
   | 'INFERENCE_TERMINATION_GRACE_MIN_MS'
   | 'INFERENCE_TERMINATIONS_PER_KEY_PER_MIN'
   | 'INFERENCE_MAX_ELEMENTS'
-  | 'WORKER_RECYCLE_AFTER'
-  | 'WORKER_MAX_HEAP_MB'
+  | 'INFERENCE_WORKER_RECYCLE_AFTER'
+  | 'INFERENCE_WORKER_MAX_HEAP_MB'
 >
 
 export interface RegistryOptions {
@@ -280,8 +280,8 @@ export function createRegistry(options: RegistryOptions): Registry {
     createPool({
       size: config.INFERENCE_WORKERS,
       queueMax: config.INFERENCE_QUEUE_MAX,
-      recycleAfter: config.WORKER_RECYCLE_AFTER,
-      maxHeapMb: config.WORKER_MAX_HEAP_MB,
+      recycleAfter: config.INFERENCE_WORKER_RECYCLE_AFTER,
+      maxHeapMb: config.INFERENCE_WORKER_MAX_HEAP_MB,
       terminationGraceMinMs: config.INFERENCE_TERMINATION_GRACE_MIN_MS,
       terminationsPerKeyPerMin: config.INFERENCE_TERMINATIONS_PER_KEY_PER_MIN,
       logger,
@@ -481,10 +481,10 @@ export function createRegistry(options: RegistryOptions): Registry {
       await stop()
       throw new Error(`Required models are not available (MODELS_REQUIRED): ${problems.join('; ')}`)
     }
-    if (config.MODEL_HEALTH_INTERVAL_S > 0) {
+    if (config.MODELS_HEALTH_INTERVAL_MS > 0) {
       timer = setInterval(function probeModels() {
         void checkHealth()
-      }, config.MODEL_HEALTH_INTERVAL_S * 1000)
+      }, config.MODELS_HEALTH_INTERVAL_MS)
     }
   }
 

@@ -92,7 +92,7 @@ function wasmDirectory(): string | undefined {
 
 /**
  * Read at most every HEAP_READ_MS: process.memoryUsage() costs 8–15 µs here, a tenth of a native Silero run, and
- * the pool only compares the figure against WORKER_MAX_HEAP_MB, which a heap cannot outgrow in a few runs.
+ * the pool only compares the figure against INFERENCE_WORKER_MAX_HEAP_MB, which a heap cannot outgrow in a few runs.
  */
 const HEAP_READ_MS = 50
 let heapReadAt = Number.NEGATIVE_INFINITY

@@ -16,8 +16,8 @@ export function backoffMs(attempt: number, options: BackoffOptions, random: () =
   return Math.floor(random() * ceiling)
 }
 
-export function leaseExpiresAt(now: number, leaseS: number): Date {
-  return new Date(now + leaseS * 1000)
+export function leaseExpiresAt(now: number, leaseMs: number): Date {
+  return new Date(now + leaseMs)
 }
 
 /** A running job whose lease has run out belongs to an instance that died or stalled; it may be claimed again. */

@@ -21,9 +21,9 @@ export function requestHash(job: NewJob): string {
 
 export interface QueueOptions {
   db: Db
-  leaseS: number
+  leaseMs: number
   backoff: BackoffOptions
-  idempotencyTtlH: number
+  idempotencyTtlMs: number
   now?: () => number
   random?: () => number
 }
@@ -31,10 +31,10 @@ export interface QueueOptions {
 /**
  * The PostgreSQL job queue: submit (idempotent), claim with `FOR UPDATE SKIP LOCKED`, renew leases,
  * complete, fail with backoff, cancel, retry, list, purge.
- * @example const queue = createQueue({ db, leaseS: 30, backoff: { baseMs: 1000, maxMs: 300000 }, idempotencyTtlH: 24 })
+ * @example const queue = createQueue({ db, leaseMs: 30000, backoff: { baseMs: 1000, maxMs: 300000 }, idempotencyTtlMs: 86_400_000 })
  */
 export function createQueue(options: QueueOptions) {
-  const { db, leaseS, backoff, idempotencyTtlH, now = Date.now, random = Math.random } = options
+  const { db, leaseMs, backoff, idempotencyTtlMs, now = Date.now, random = Math.random } = options
 
   async function find(id: string): Promise<Job | undefined> {
     const [row] = await db.select().from(jobs).where(eq(jobs.id, id)).limit(1)
@@ -57,7 +57,7 @@ export function createQueue(options: QueueOptions) {
           and(
             eq(jobs.ownerKeyId, job.ownerKeyId),
             eq(jobs.idempotencyKey, idempotencyKey),
-            lt(jobs.createdAt, new Date(now() - idempotencyTtlH * 3600_000)),
+            lt(jobs.createdAt, new Date(now() - idempotencyTtlMs)),
           ),
         )
       const [row] = await db
@@ -95,7 +95,7 @@ export function createQueue(options: QueueOptions) {
           status = 'running',
           attempts = ${jobs.attempts} + 1,
           lease_owner = ${owner},
-          lease_expires_at = ${leaseExpiresAt(at.getTime(), leaseS).toISOString()}::timestamptz,
+          lease_expires_at = ${leaseExpiresAt(at.getTime(), leaseMs).toISOString()}::timestamptz,
           started_at = coalesce(${jobs.startedAt}, ${cutoff})
         where ${jobs.id} in (select id from (select id, t from due union all select id, t from expired) c order by t limit ${limit})
         returning id`)
@@ -108,7 +108,7 @@ export function createQueue(options: QueueOptions) {
     async renew(id: string, owner: string): Promise<boolean> {
       const rows = await db
         .update(jobs)
-        .set({ leaseExpiresAt: leaseExpiresAt(now(), leaseS) })
+        .set({ leaseExpiresAt: leaseExpiresAt(now(), leaseMs) })
         .where(and(eq(jobs.id, id), eq(jobs.leaseOwner, owner), eq(jobs.status, 'running')))
         .returning({ id: jobs.id })
       return rows.length === 1
@@ -219,16 +219,10 @@ export function createQueue(options: QueueOptions) {
     },
 
     /** Delete finished jobs older than the retention period; returns how many. */
-    async purge(retentionDays: number): Promise<number> {
+    async purge(retentionMs: number): Promise<number> {
       const rows = await db
         .delete(jobs)
-        .where(
-          and(
-            isNotNull(jobs.finishedAt),
-            lt(jobs.finishedAt, new Date(now() - retentionDays * 86_400_000)),
-            inArray(jobs.status, FINISHED),
-          ),
-        )
+        .where(and(isNotNull(jobs.finishedAt), lt(jobs.finishedAt, new Date(now() - retentionMs)), inArray(jobs.status, FINISHED)))
         .returning({ id: jobs.id })
       return rows.length
     },

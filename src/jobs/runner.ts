@@ -12,8 +12,8 @@ export interface RunnerOptions {
   logger: Logger
   concurrency: number
   pollMs: number
-  leaseS: number
-  retentionDays: number
+  leaseMs: number
+  retentionMs: number
   /** Identifies this runner in `lease_owner`; defaults to a fresh id. */
   owner?: string
   /** Called when a job leaves the runner, with its new status (metrics, tests). */
@@ -24,10 +24,10 @@ const PURGE_EVERY_MS = 3_600_000
 
 /**
  * Claims and runs jobs until stopped. In-process by default; `bun run runner` runs the same code alone.
- * @example const runner = createRunner({ queue, execute, logger, concurrency: 2, pollMs: 500, leaseS: 30, retentionDays: 7 }); runner.start()
+ * @example const runner = createRunner({ queue, execute, logger, concurrency: 2, pollMs: 500, leaseMs: 30000, retentionMs: 604_800_000 }); runner.start()
  */
 export function createRunner(options: RunnerOptions) {
-  const { queue, execute, logger, concurrency, pollMs, leaseS, retentionDays, onSettled } = options
+  const { queue, execute, logger, concurrency, pollMs, leaseMs, retentionMs, onSettled } = options
   const owner = options.owner ?? `runner-${randomUUID()}`
   const active = new Map<string, { controller: AbortController; done: Promise<void> }>()
   let stopping = false
@@ -60,7 +60,7 @@ export function createRunner(options: RunnerOptions) {
           })
           .catch((error) => log.warn({ err: error }, 'lease renewal failed; will retry'))
       },
-      Math.max(100, (leaseS * 1000) / 3),
+      Math.max(100, leaseMs / 3),
     )
     try {
       if (job.attempts > job.maxAttempts) throw new Error('lease expired on every attempt (the instance running it kept dying)')
@@ -95,7 +95,7 @@ export function createRunner(options: RunnerOptions) {
       if (Date.now() - lastPurge > PURGE_EVERY_MS) {
         lastPurge = Date.now()
         queue
-          .purge(retentionDays)
+          .purge(retentionMs)
           .then((n) => n && logger.info({ purged: n }, 'purged finished jobs past retention'))
           .catch((error) => logger.warn({ err: error }, 'job purge failed'))
       }

@@ -2,7 +2,7 @@ import { Elysia } from 'elysia'
 
 export interface SecurityHeadersOptions {
   /** Seconds for `Strict-Transport-Security`; only sent when `production` is true. */
-  hstsMaxAge: number
+  hstsMaxAgeMs: number
   production: boolean
 }
 
@@ -12,7 +12,7 @@ export const API_CSP = "default-src 'none'; frame-ancestors 'none'"
 /**
  * Security headers on every response, errors included. Routes serving HTML (the docs page)
  * replace `Content-Security-Policy` and `Cache-Control` with their own.
- * @example app.use(securityHeaders({ hstsMaxAge: 31536000, production: true }))
+ * @example app.use(securityHeaders({ hstsMaxAgeMs: 31536000000, production: true }))
  */
 export const securityHeaders = (options: SecurityHeadersOptions) => {
   const headers: Record<string, string> = {
@@ -23,7 +23,7 @@ export const securityHeaders = (options: SecurityHeadersOptions) => {
     'cache-control': 'no-store',
     'cross-origin-resource-policy': 'same-origin',
   }
-  if (options.production) headers['strict-transport-security'] = `max-age=${options.hstsMaxAge}; includeSubDomains`
+  if (options.production) headers['strict-transport-security'] = `max-age=${Math.floor(options.hstsMaxAgeMs / 1000)}; includeSubDomains`
   // Elysia's default headers: computed once here, copied into each request's `set.headers` by the compiled handler
   // (errors and unmatched routes included), with no hook of their own.
   return new Elysia({ name: 'vireo.security-headers', seed: options }).headers(headers)

@@ -9,7 +9,7 @@ let key: string
 let modelsDir: string
 beforeAll(async () => {
   modelsDir = await corruptModelsDir()
-  t = await createTestApp({ MODELS_DIR: modelsDir, MAX_AUDIO_SECONDS: '5', MAX_UPLOAD_BYTES: '600000' })
+  t = await createTestApp({ MODELS_DIR: modelsDir, MAX_AUDIO_MS: '5000', MAX_UPLOAD_BYTES: '600000' })
   key = await createKey(t, ['inference'])
 })
 afterAll(async () => {
@@ -46,7 +46,7 @@ describe('POST /api/v1/audio/vad when the model cannot be used', () => {
     expect(response.headers.get('retry-after')).toBeString()
   })
 
-  it('refuses audio over MAX_AUDIO_SECONDS from its header (400) and bodies over MAX_UPLOAD_BYTES (413)', async () => {
+  it('refuses audio over MAX_AUDIO_MS from its header (400) and bodies over MAX_UPLOAD_BYTES (413)', async () => {
     const long = await post('speech_16k_mono_s16.wav')
     expect(long.status).toBe(400)
     const json = await body(long)

@@ -171,19 +171,19 @@ describe('stream time limits', () => {
   let limited: TestApp
   let limitedUrl: string
   beforeAll(async () => {
-    limited = await createTestApp({ MODELS_DIR: 'models', VAD_STREAM_IDLE_S: '1', VAD_STREAM_MAX_S: '3' })
+    limited = await createTestApp({ MODELS_DIR: 'models', VAD_STREAM_IDLE_MS: '1000', VAD_STREAM_MAX_DURATION_MS: '3000' })
     limitedUrl = await listening(limited)
   })
   afterAll(() => stop(limited))
   const limitedClient = async (key: string) => configured(undefined, connect({ headers: bearer(key) }, limitedUrl))
 
-  it('closes 4008 after VAD_STREAM_IDLE_S without a message', async () => {
+  it('closes 4008 after VAD_STREAM_IDLE_MS without a message', async () => {
     const client = await limitedClient(await createKey(limited, ['inference']))
     expect((await client.next('error')).code).toBe('TIMEOUT_ERROR')
     expect((await client.closed).code).toBe(4008)
   })
 
-  it('closes 1008 at VAD_STREAM_MAX_S however busy the stream is', async () => {
+  it('closes 1008 at VAD_STREAM_MAX_DURATION_MS however busy the stream is', async () => {
     const key = await createKey(limited, ['inference'])
     // The server's clock starts at the upgrade, after this one: however slow the set-up, the stream lived 3 s.
     const started = performance.now()

@@ -6,7 +6,7 @@ let t: TestApp
 let key: string
 let jobsKey: string
 beforeAll(async () => {
-  t = await createTestApp({ MODELS_DIR: 'models', INFERENCE_WORKERS: '2', JOB_POLL_MS: '50' })
+  t = await createTestApp({ MODELS_DIR: 'models', INFERENCE_WORKERS: '2', JOBS_POLL_MS: '50' })
   key = await createKey(t, ['inference'])
   jobsKey = await createKey(t, ['inference', 'jobs'])
   t.deps.runner.start()

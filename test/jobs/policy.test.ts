@@ -16,7 +16,7 @@ describe('backoff', () => {
 describe('leases', () => {
   it('expire after the lease period, only for running jobs', () => {
     const now = Date.parse('2030-01-01T00:00:00Z')
-    const expires = leaseExpiresAt(now, 30)
+    const expires = leaseExpiresAt(now, 30000)
     expect(expires.getTime() - now).toBe(30_000)
     expect(leaseExpired({ status: 'running', leaseExpiresAt: expires }, now + 29_999)).toBe(false)
     expect(leaseExpired({ status: 'running', leaseExpiresAt: expires }, now + 30_001)).toBe(true)

@@ -31,7 +31,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
     await fresh.drop()
   })
 
-  const queue = () => createQueue({ db: database.db, leaseS: 2, backoff: { baseMs: 50, maxMs: 500 }, idempotencyTtlH: 24 })
+  const queue = () => createQueue({ db: database.db, leaseMs: 2000, backoff: { baseMs: 50, maxMs: 500 }, idempotencyTtlMs: 86_400_000 })
   const statuses = async () =>
     Object.fromEntries(
       rowsOf<{ status: string; n: number }>(await database.db.execute(sql`select status, count(*)::int n from jobs group by 1`)).map(
@@ -47,7 +47,7 @@ describePostgres('jobs on the real PostgreSQL', () => {
         DATABASE_URL: fresh.url,
         RUNNER_LOG: log,
         JOBS_CONCURRENCY: '4',
-        JOB_LEASE_S: '2',
+        JOBS_LEASE_MS: '2000',
         ...env,
       },
       stdout: 'ignore',

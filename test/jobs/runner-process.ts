@@ -12,15 +12,20 @@ import { createLogger } from '../../src/logger'
 const config = loadConfig()
 const database = await openDatabase(config)
 const logger = createLogger({ ...config, LOG_LEVEL: 'warn' })
-const queue = createQueue({ db: database.db, leaseS: config.JOB_LEASE_S, backoff: { baseMs: 50, maxMs: 500 }, idempotencyTtlH: 24 })
+const queue = createQueue({
+  db: database.db,
+  leaseMs: config.JOBS_LEASE_MS,
+  backoff: { baseMs: 50, maxMs: 500 },
+  idempotencyTtlMs: 86_400_000,
+})
 const log = process.env.RUNNER_LOG!
 const runner = createRunner({
   queue,
   logger,
   concurrency: config.JOBS_CONCURRENCY,
   pollMs: 20,
-  leaseS: config.JOB_LEASE_S,
-  retentionDays: 7,
+  leaseMs: config.JOBS_LEASE_MS,
+  retentionMs: 604_800_000,
   async execute(job, signal) {
     if ((job.parameters as { hang?: boolean }).hang && !process.env.RUNNER_NO_HANG) {
       appendFileSync(`${log}.started`, `${job.id}\n`)

@@ -14,11 +14,26 @@ beforeAll(async () => {
 afterAll(() => t.close())
 
 function queue(options: { now?: () => number; random?: () => number } = {}) {
-  return createQueue({ db: t.deps.database.db, leaseS: 1, backoff: { baseMs: 40, maxMs: 1000 }, idempotencyTtlH: 24, ...options })
+  return createQueue({
+    db: t.deps.database.db,
+    leaseMs: 1000,
+    backoff: { baseMs: 40, maxMs: 1000 },
+    idempotencyTtlMs: 86_400_000,
+    ...options,
+  })
 }
 
 function runner(execute: Executor, q = queue(), extra: { owner?: string } = {}) {
-  return createRunner({ queue: q, execute, logger: t.deps.logger, concurrency: 3, pollMs: 20, leaseS: 1, retentionDays: 7, ...extra })
+  return createRunner({
+    queue: q,
+    execute,
+    logger: t.deps.logger,
+    concurrency: 3,
+    pollMs: 20,
+    leaseMs: 1000,
+    retentionMs: 604_800_000,
+    ...extra,
+  })
 }
 
 async function submit(n: number, parameters: Record<string, unknown> = {}, maxAttempts = 3): Promise<string[]> {
@@ -195,8 +210,8 @@ describe('runner', () => {
       logger: t.deps.logger,
       concurrency: 1,
       pollMs: 20,
-      leaseS: 0.3,
-      retentionDays: 7,
+      leaseMs: 300,
+      retentionMs: 604_800_000,
     })
     r.start()
     await settled([id!], (j) => j.status === 'running')
@@ -223,7 +238,7 @@ describe('runner', () => {
   it('purges finished jobs past retention', async () => {
     const [id] = await submit(1, { case: 'purge' })
     await t.deps.queue.cancel(id!)
-    expect(await queue({ now: () => Date.now() + 8 * 86_400_000 }).purge(7)).toBeGreaterThanOrEqual(1)
+    expect(await queue({ now: () => Date.now() + 8 * 86_400_000 }).purge(7 * 86_400_000)).toBeGreaterThanOrEqual(1)
     await expect(t.deps.queue.get(id!)).rejects.toThrow('No job')
   })
 })

@@ -26,7 +26,7 @@ const SETTINGS = {
   ADMIN_API_KEY: ADMIN,
   MODELS_DIR: 'models',
   JOBS_CONCURRENCY: '1',
-  JOB_POLL_MS: '50',
+  JOBS_POLL_MS: '50',
   MAX_JSON_BYTES: String(MAX_JSON_BYTES),
   VAD_STREAM_MAX_PER_KEY: '2',
   VAD_STREAM_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
@@ -356,7 +356,7 @@ describe(`stream limits on ${RUNTIME}`, () => {
   let limited: RunningServer
   beforeAll(async () => {
     limited = await startServer(
-      { ...SETTINGS, VAD_STREAM_IDLE_S: '1', VAD_STREAM_MAX_S: '3', RATE_LIMIT_INFERENCE: `${QUOTA}/600` },
+      { ...SETTINGS, VAD_STREAM_IDLE_MS: '1000', VAD_STREAM_MAX_DURATION_MS: '3000', RATE_LIMIT_INFERENCE: `${QUOTA}/600` },
       RUNTIME,
     )
   })
@@ -366,13 +366,13 @@ describe(`stream limits on ${RUNTIME}`, () => {
   })
   const connectLimited = () => openStream(`${limited.url.replace(/^http/, 'ws')}/api/v1/audio/vad/stream`, { headers: bearer(ADMIN) })
 
-  it('closes 4008 after VAD_STREAM_IDLE_S without a message', async () => {
+  it('closes 4008 after VAD_STREAM_IDLE_MS without a message', async () => {
     const client = await configuredStream(connectLimited())
     expect((await client.next('error')).code).toBe('TIMEOUT_ERROR')
     expect((await client.closed).code).toBe(4008)
   })
 
-  it('closes 1008 at VAD_STREAM_MAX_S however busy the stream is', async () => {
+  it('closes 1008 at VAD_STREAM_MAX_DURATION_MS however busy the stream is', async () => {
     const client = await configuredStream(connectLimited())
     const feeder = setInterval(() => client.ws.readyState === WebSocket.OPEN && client.ws.send(new Uint8Array(3200)), 200)
     const error = await client.next('error')

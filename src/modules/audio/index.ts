@@ -22,7 +22,7 @@ import { createStreamSessions, type StreamConfig, type StreamOwner, type StreamS
 /** Subprotocol a client may offer beside its key, so the server can accept it without echoing the key back. */
 export const VAD_STREAM_PROTOCOL = 'vireo.vad.v1'
 
-export type AudioConfig = Pick<Config, 'MAX_AUDIO_SECONDS' | 'MAX_UPLOAD_BYTES'> & StreamConfig
+export type AudioConfig = Pick<Config, 'MAX_AUDIO_MS' | 'MAX_UPLOAD_BYTES'> & StreamConfig
 
 export interface AudioModuleOptions {
   registry: Registry
@@ -120,7 +120,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
         if (prefersAsync(headers.prefer)) {
           requireJobsScope(principal)
           // Bad audio is the caller's mistake now, not a failed job later.
-          readAudioInfo(bytes, { maxSeconds: config.MAX_AUDIO_SECONDS })
+          readAudioInfo(bytes, { maxSeconds: config.MAX_AUDIO_MS / 1000 })
           const answer = await jobs.submit(
             principal,
             { task: 'vad', model: VAD_MODEL, input: null, inputBytes: bytes, parameters },
@@ -132,7 +132,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
           ...options,
           signal: request.signal,
           owner: principal.id,
-          maxSeconds: config.MAX_AUDIO_SECONDS,
+          maxSeconds: config.MAX_AUDIO_MS / 1000,
         })
         return ok(outcome.data, { message: outcome.message })
       },
@@ -159,7 +159,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
           description:
             'Send the WAV as multipart/form-data field `file` (other fields are parameters) or as the raw body with an audio/* or ' +
             'application/octet-stream Content-Type (parameters in the query string). The type is decided from the bytes; only WAV ' +
-            '(PCM 8–32-bit, float 32/64, extensible) is accepted. Audio longer than MAX_AUDIO_SECONDS answers 400.',
+            '(PCM 8–32-bit, float 32/64, extensible) is accepted. Audio longer than MAX_AUDIO_MS answers 400.',
         },
         response: responses(
           { 200: EnvelopeSchema(AudioModel.vadResult), 202: EnvelopeSchema(t.Unknown({ description: 'The job (see /jobs)' })) },

@@ -53,7 +53,7 @@ export type UpgradeWebSocket = (
 
 export type StreamConfig = Pick<
   Config,
-  'VAD_STREAM_MAX_PER_KEY' | 'VAD_STREAM_IDLE_S' | 'VAD_STREAM_MAX_S' | 'VAD_STREAM_MAX_MESSAGE_BYTES'
+  'VAD_STREAM_MAX_PER_KEY' | 'VAD_STREAM_IDLE_MS' | 'VAD_STREAM_MAX_DURATION_MS' | 'VAD_STREAM_MAX_MESSAGE_BYTES'
 >
 
 export interface StreamSessionsOptions {
@@ -106,8 +106,8 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
   function resetIdle(state: SessionState) {
     clearTimeout(state.idle)
     state.idle = setTimeout(function idleTimeout() {
-      state.close(CLOSE.idle, new AppError('TIMEOUT_ERROR', `No message for ${config.VAD_STREAM_IDLE_S} s; the stream is closed`))
-    }, config.VAD_STREAM_IDLE_S * 1000)
+      state.close(CLOSE.idle, new AppError('TIMEOUT_ERROR', `No message for ${config.VAD_STREAM_IDLE_MS / 1000} s; the stream is closed`))
+    }, config.VAD_STREAM_IDLE_MS)
   }
 
   /** The events one message produces; the first message configures the stream. */
@@ -180,9 +180,9 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
         state.limit = setTimeout(function streamLimit() {
           state.close(
             CLOSE.policy,
-            new AppError('TIMEOUT_ERROR', `The stream reached its limit of ${config.VAD_STREAM_MAX_S} s; open a new one`),
+            new AppError('TIMEOUT_ERROR', `The stream reached its limit of ${config.VAD_STREAM_MAX_DURATION_MS / 1000} s; open a new one`),
           )
-        }, config.VAD_STREAM_MAX_S * 1000)
+        }, config.VAD_STREAM_MAX_DURATION_MS)
         resetIdle(state)
       }
       return {
