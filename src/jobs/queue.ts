@@ -4,7 +4,7 @@ import type { Db } from '../db/client'
 import { decodeCursor, encodeCursor } from '../db/cursor'
 import { type JobError, type JobStatus, jobs } from '../db/schema'
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError } from '../errors'
-import { afterFailure, type BackoffOptions, type Failure, leaseExpiresAt } from './policy'
+import { afterFailure, type BackoffOptions, type Failure, leaseExpiresAt } from './retry'
 
 export type Job = typeof jobs.$inferSelect
 export type NewJob = Pick<typeof jobs.$inferInsert, 'ownerKeyId' | 'task' | 'model' | 'input' | 'inputBytes' | 'parameters' | 'maxAttempts'>

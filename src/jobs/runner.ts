@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../logger'
-import { classifyFailure } from './policy'
 import type { Job, Queue } from './queue'
+import { classifyFailure } from './retry'
 
 /** Does a job's work; must stop promptly when `signal` aborts. */
 export type Executor = (job: Job, signal: AbortSignal) => Promise<unknown>

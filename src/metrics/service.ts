@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry as PromRegistry } from 'prom-client'
 import type { BatchEvent } from '../inference/batcher'
 import type { RateLimiter } from '../rate-limit/limiter'
 
@@ -54,8 +54,9 @@ export interface RunObservation {
 }
 
 /**
- * A private Prometheus registry with vireo's metrics. Each app gets its own (never prom-client's
- * global one), so tests and several apps in one process do not share or clash over series.
+ * vireo's metrics in a private prom-client `Registry` (`promRegistry`; "registry" alone means the model
+ * registry). Each app gets its own (never prom-client's global one), so tests and several apps in one
+ * process do not share or clash over series.
  * `observeRequest` and `observeRun` use no `this`: pass them straight as callbacks.
  * @example
  * const metrics = createMetrics({ collect: { queueDepth: () => pool.stats().queueDepth } })
@@ -63,8 +64,8 @@ export interface RunObservation {
  */
 export function createMetrics(options: MetricsOptions = {}) {
   const { collect = {}, defaultMetrics = true } = options
-  const registry = new Registry()
-  const registers = [registry]
+  const promRegistry = new PromRegistry()
+  const registers = [promRegistry]
 
   const collectErrors = new Counter({
     name: 'metrics_collect_errors_total',
@@ -269,10 +270,10 @@ export function createMetrics(options: MetricsOptions = {}) {
 
   // Includes process_resident_memory_bytes, nodejs_heap_* and nodejs_eventloop_lag_* (perf_hooks'
   // monitorEventLoopDelay, which Bun and Deno both provide).
-  if (defaultMetrics) collectDefaultMetrics({ register: registry })
+  if (defaultMetrics) collectDefaultMetrics({ register: promRegistry })
 
   return {
-    registry,
+    promRegistry,
     http,
     inference,
     modelStatus,

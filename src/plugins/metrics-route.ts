@@ -36,8 +36,8 @@ export const metricsRoute = (options: MetricsRouteOptions) => {
     .get(
       '/metrics',
       async function scrapeMetrics({ set }) {
-        set.headers['content-type'] = metrics.registry.contentType
-        return await metrics.registry.metrics()
+        set.headers['content-type'] = metrics.promRegistry.contentType
+        return await metrics.promRegistry.metrics()
       },
       {
         // Like the auth macro: credentials are settled before anything else, so the limiter counts per key.

@@ -171,7 +171,7 @@ describe('createMetrics', () => {
     metrics.observeRun({ model: 'm', outcome: 'ok', queueMs: 2, inferenceMs: 0.4 })
     metrics.observeRun({ model: 'm', outcome: 'timeout', queueMs: 5, inferenceMs: 0 })
     metrics.observeRun({ model: 'm', outcome: 'rejected', queueMs: 0, inferenceMs: 0 })
-    const text = await metrics.registry.metrics()
+    const text = await metrics.promRegistry.metrics()
     expect(series(text, 'inference_duration_seconds_count', { model: 'm' })).toBe(1)
     expect(series(text, 'inference_duration_seconds_sum', { model: 'm' })).toBeCloseTo(0.0004, 6)
     expect(series(text, 'inference_queue_wait_seconds_count', { model: 'm' })).toBe(2)
@@ -182,17 +182,17 @@ describe('createMetrics', () => {
   it('folds unknown HTTP methods into "other" and an empty route into "unmatched"', async () => {
     const metrics = createMetrics({ defaultMetrics: false })
     metrics.observeRequest({ method: 'BREW', route: '', status: 404, durationS: 0.001 })
-    const text = await metrics.registry.metrics()
+    const text = await metrics.promRegistry.metrics()
     expect(series(text, 'http_requests_total', { method: 'other', route: 'unmatched', status: '404' })).toBe(1)
     expect(text).not.toContain('BREW')
   })
 
-  it('uses its own registry, so two instances never clash', async () => {
+  it('uses its own prom-client registry, so two instances never clash', async () => {
     const a = createMetrics({ defaultMetrics: false })
     const b = createMetrics({ defaultMetrics: false })
     a.observeRequest({ method: 'GET', route: '/x', status: 200, durationS: 0.01 })
-    expect(series(await a.registry.metrics(), 'http_requests_total', { route: '/x' })).toBe(1)
-    expect(series(await b.registry.metrics(), 'http_requests_total', { route: '/x' })).toBeUndefined()
+    expect(series(await a.promRegistry.metrics(), 'http_requests_total', { route: '/x' })).toBe(1)
+    expect(series(await b.promRegistry.metrics(), 'http_requests_total', { route: '/x' })).toBeUndefined()
   })
 
   it('keeps scraping when a collector throws, leaving its gauge empty and counting the failure', async () => {
@@ -207,11 +207,11 @@ describe('createMetrics', () => {
         queueDepth: () => 1,
       },
     })
-    let text = await metrics.registry.metrics()
+    let text = await metrics.promRegistry.metrics()
     expect(series(text, 'jobs', { status: 'queued' })).toBeUndefined()
     expect(series(text, 'inference_queue_depth')).toBe(1)
     fail = false
-    text = await metrics.registry.metrics()
+    text = await metrics.promRegistry.metrics()
     expect(series(text, 'jobs', { status: 'queued' })).toBe(4)
     // Collectors run concurrently within a scrape, so the failure shows from the next scrape on.
     expect(series(text, 'metrics_collect_errors_total', { collector: 'jobs' })).toBe(1)
@@ -223,16 +223,16 @@ describe('createMetrics', () => {
       { id: 2, state: 'draining', heapBytes: 20 },
     ]
     const metrics = createMetrics({ defaultMetrics: false, collect: { workers: () => workers } })
-    expect(series(await metrics.registry.metrics(), 'inference_worker_heap_bytes', { worker: '2' })).toBe(20)
+    expect(series(await metrics.promRegistry.metrics(), 'inference_worker_heap_bytes', { worker: '2' })).toBe(20)
     workers = [{ id: 3, state: 'starting', heapBytes: 0 }]
-    const text = await metrics.registry.metrics()
+    const text = await metrics.promRegistry.metrics()
     expect(series(text, 'inference_worker_heap_bytes', { worker: '2' })).toBeUndefined()
     expect(series(text, 'inference_workers', { state: 'draining' })).toBeUndefined()
     expect(series(text, 'inference_workers', { state: 'starting' })).toBe(1)
   })
 
   it('leaves labelled gauges without a collector empty', async () => {
-    const text = await createMetrics({ defaultMetrics: false }).registry.metrics()
+    const text = await createMetrics({ defaultMetrics: false }).promRegistry.metrics()
     expect(text).toContain('# TYPE jobs gauge')
     expect(series(text, 'jobs')).toBeUndefined()
     expect(series(text, 'model_status')).toBeUndefined()

@@ -51,7 +51,7 @@ describe('request pipeline', () => {
     const line = await t.logs.line((l) => l.request_id === 'pair-line' && l.msg === 'request')
     expect(line).toMatchObject({ route: '/api/v1/models/:name', status: 200, method: 'GET' })
     expect(typeof line?.key_id).toBe('string')
-    const scraped = await t.deps.metrics.registry.getSingleMetricAsString('http_requests_total')
+    const scraped = await t.deps.metrics.promRegistry.getSingleMetricAsString('http_requests_total')
     expect(scraped).toMatch(/http_requests_total\{method="GET",route="\/api\/v1\/models\/:name",status="200"\} [1-9]/)
   })
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test'
 import { AppError, NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
-import { afterFailure, backoffMs, classifyFailure, leaseExpired, leaseExpiresAt } from '../../src/jobs/policy'
+import { afterFailure, backoffMs, classifyFailure, leaseExpired, leaseExpiresAt } from '../../src/jobs/retry'
 
 const backoff = { baseMs: 1000, maxMs: 30_000 }
 

@@ -1,8 +1,8 @@
 import { AppError, type ErrorCode } from '../errors'
 
 /**
- * Pure rules of the job queue: backoff, leases, and what a failure means. No I/O; time and
- * chance are passed in so tests are exact.
+ * Retry rules of the job queue: backoff, leases, and what a failure means ("policy" names rate-limit
+ * buckets only). No I/O; time and chance are passed in so tests are exact.
  */
 
 export interface BackoffOptions {
@@ -42,7 +42,7 @@ export interface Failure {
   transient: boolean
 }
 
-/** Timeouts, worker crashes, overload, model and database errors pass; invalid input and unknown models do not. */
+/** Timeouts, inference worker crashes, overload, model and database errors pass; invalid input and unknown models do not. */
 export function classifyFailure(error: unknown): Failure {
   if (error instanceof AppError) return { code: error.code, message: error.message, transient: !PERMANENT.includes(error.code) }
   return { code: 'INTERNAL_ERROR', message: error instanceof Error ? error.message : String(error), transient: true }
