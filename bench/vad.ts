@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-web'
 import { readAudioInfo, readWavInfo } from '../src/audio/decode'
 import { frames16k } from '../src/audio/detect'
 import { SileroWindow } from '../src/inference/vad-batch'
-import { benchKey, envInt, fmt, goal, mib, pinned, pinningNote, productionEnv, ROOT, startServer } from './lib'
+import { benchKey, cpuSeconds, envInt, fmt, goal, mib, pinned, pinningNote, productionEnv, ROOT, startServer } from './lib'
 
 const LONG = join(ROOT, 'test/fixtures/audio/speech_16k_mono_s16_long.wav')
 
@@ -83,7 +83,8 @@ interface StreamRun {
 }
 
 /** N streams at real-time pace through bench/vad-streams.ts, in its own process on the load core. */
-async function streams(url: string, key: string, n: number, seconds: number): Promise<StreamRun> {
+async function streams(url: string, key: string, n: number, seconds: number, serverPid: number): Promise<StreamRun & { serverCore: number }> {
+  const [cpu0, t0] = [cpuSeconds(serverPid), performance.now()]
   const child = Bun.spawn(pinned(['bun', join(ROOT, 'bench/vad-streams.ts'), url, key, String(n), String(seconds)], 'load'), {
     cwd: ROOT,
     stdout: 'pipe',
@@ -91,7 +92,9 @@ async function streams(url: string, key: string, n: number, seconds: number): Pr
   })
   const [out, code] = await Promise.all([new Response(child.stdout).text(), child.exited])
   if (code !== 0) throw new Error(`bench/vad-streams.ts ${n} exited ${code}: ${out.slice(-500)}`)
-  return JSON.parse(out.trim().split('\n').at(-1)!) as StreamRun
+  // Share of a core the server used over the whole attempt (connecting included): near 1 means its core is the limit.
+  const serverCore = (cpuSeconds(serverPid) - cpu0) / ((performance.now() - t0) / 1000)
+  return { ...(JSON.parse(out.trim().split('\n').at(-1)!) as StreamRun), serverCore }
 }
 
 const holds = (run: StreamRun) => run.p99 < 100 && run.errors === 0 && run.closedEarly === 0 && run.events >= 0.99 * run.expected
@@ -166,10 +169,10 @@ export async function benchVad(): Promise<void> {
     )
     const tried = new Map<number, StreamRun>()
     const attempt = async (n: number) => {
-      const run = await streams(wsUrl, adminKey, n, seconds)
+      const run = await streams(wsUrl, adminKey, n, seconds, server.pid)
       tried.set(n, run)
       console.log(
-        `  N=${String(n).padStart(4)}  p50 ${fmt(run.p50, 1).padStart(7)} ms  p99 ${fmt(run.p99, 1).padStart(7)} ms  events ${run.events}/${run.expected}  errors ${run.errors}  ${holds(run) ? 'holds' : 'FAILS'}   generator: send slip p99 ${fmt(run.sendSlipP99, 1)} ms, ${fmt(run.generatorCore * 100)} % of a core   load ${loadavg()[0]!.toFixed(2)}`,
+        `  N=${String(n).padStart(4)}  p50 ${fmt(run.p50, 1).padStart(7)} ms  p99 ${fmt(run.p99, 1).padStart(7)} ms  events ${run.events}/${run.expected}  errors ${run.errors}  ${holds(run) ? 'holds' : 'FAILS'}   server ${fmt(run.serverCore * 100)} % of a core; generator: send slip p99 ${fmt(run.sendSlipP99, 1)} ms, ${fmt(run.generatorCore * 100)} % of a core   load ${loadavg()[0]!.toFixed(2)}`,
       )
       return holds(run)
     }
