@@ -6,11 +6,11 @@
  * the main JS heap and the workers' WASM heaps from pool.stats(), at the start, every tenth, and
  * the end; memory must level off, so end / middle should be close to 1.
  *
- *   bun bench/index.ts soak     (SOAK_N=100000 SOAK_CONCURRENCY=4)
+ *   INFERENCE_BACKENDS=cpu bun bench/index.ts soak     (or =wasm; SOAK_N=100000 SOAK_CONCURRENCY=4)
  */
 import pino from 'pino'
 import { loadConfig } from '../src/config'
-import { createRegistry } from '../src/inference/registry'
+import { configuredBackendOrder, createRegistry } from '../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE, unpackVadBatch } from '../src/inference/vad-batch'
 import { createLogger } from '../src/logger'
 import { benchKey, col, envInt, mib, productionEnv } from './lib'
@@ -27,9 +27,10 @@ interface Checkpoint {
 export async function benchSoak(): Promise<void> {
   const total = envInt('SOAK_N', 100_000)
   const concurrency = envInt('SOAK_CONCURRENCY', 4)
-  const config = loadConfig(productionEnv(benchKey(), { MODELS_DIR: 'models' }))
+  // INFERENCE_BACKENDS=cpu|wasm forces the backend as it does for the server; unset, the manifest's order (cpu first).
+  const config = loadConfig(productionEnv(benchKey(), { MODELS_DIR: 'models', INFERENCE_BACKENDS: process.env.INFERENCE_BACKENDS ?? '' }))
   const logger = createLogger(config, { destination: pino.destination({ dest: '/dev/null', sync: false }) })
-  const registry = createRegistry({ config, logger })
+  const registry = createRegistry({ config, logger, backendOrder: configuredBackendOrder(config.INFERENCE_BACKENDS) })
   await registry.start()
   try {
     if (registry.get('silero-vad').status !== 'ready') throw new Error('silero-vad did not load')
@@ -78,7 +79,9 @@ export async function benchSoak(): Promise<void> {
     const end = points.at(-1) ?? checkpoint(done, started)
     const middle = points[Math.floor(points.length / 2) - 1] ?? start
 
-    console.log(`soak: ${total} Silero frames through registry.runRaw, ${concurrency} streams, ${registry.pool.stats().size} workers`)
+    console.log(
+      `soak: ${total} Silero frames through registry.runRaw on ${registry.get('silero-vad').backend}, ${concurrency} streams, ${registry.pool.stats().size} workers`,
+    )
     console.log('  RSS is the whole process: the inference workers are threads in it')
     console.log(`  ${col('frames', 8)}${col('s', 7)}${col('RSS', 12)}${col('main heap', 12)}${col('worker heaps', 14)}   worker #id:runs`)
     for (const p of [start, ...points]) {
