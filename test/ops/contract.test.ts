@@ -215,7 +215,7 @@ describe('contract fuzzing', () => {
 
   it('answers every protected operation 401, as documented, to an invalid key', async () => {
     for (const { path, method, op } of operations()) {
-      // The stream answers only WebSocket upgrades; its refusals are tested over a real socket (test/audio-api/stream.test.ts).
+      // The stream answers only WebSocket upgrades; its refusals are tested over a real socket (test/modules/audio/stream.test.ts).
       if (path.endsWith('/stream') || (Array.isArray(op.security) && op.security.length === 0)) continue
       const mediaType = op.requestBody ? Object.keys(op.requestBody.content)[0] : undefined
       const [sample] = fc.sample(sampleArbitrary(op, mediaType, false), { numRuns: 1, seed: 1 })
