@@ -17,7 +17,8 @@ import { cpSync, mkdtempSync } from 'node:fs'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
-import { benchKey, col, envInt, percentile, productionEnv, ROOT, spawnUntil } from './lib'
+import { tone } from '../test/audio/wav-builder'
+import { benchKey, col, envInt, percentile, productionEnv, ROOT, startServer } from './lib'
 
 const LARGE = 65_536
 const encoder = new TextEncoder()
@@ -93,12 +94,12 @@ export async function benchOip(): Promise<void> {
   cpSync(join(ROOT, 'test/fixtures/models/alltypes'), join(models, 'alltypes'), { recursive: true })
   const key = benchKey()
   const env = productionEnv(key, { MODELS_DIR: models, INFERENCE_WORKERS: '1', MAX_JSON_BYTES: String(16 << 20) })
-  const server = await spawnUntil(['bun', join(ROOT, 'bench/server.ts'), 'app'], env, (l) => l.startsWith('listening '))
+  const server = await startServer('app', env, { pin: false })
   const pinned = pin(server.pid, '1') && pin(process.pid, '0')
-  const base = server.line.slice('listening '.length).trim().replace(/\/$/, '')
+  const base = server.url.replace(/\/$/, '')
   const auth = { authorization: `Bearer ${key}` }
   try {
-    const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+    const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
     const frameJson = JSON.stringify({
       inputs: [
         { name: 'input', shape: [1, SILERO_FRAME], datatype: 'FP32', data: [...samples] },

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import Ajv2020 from 'ajv/dist/2020'
 import fc from 'fast-check'
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers'
+import { operations as listOperations } from './helpers'
 
 /**
  * Contract fuzzing: every operation of the served OpenAPI document gets requests generated from its own
@@ -166,12 +167,7 @@ async function check(op: Operation, label: string, response: Response) {
   }
 }
 
-const operations = () =>
-  Object.entries(spec.paths).flatMap(([path, item]) =>
-    Object.entries(item)
-      .filter(([method]) => ['get', 'post', 'delete'].includes(method))
-      .map(([method, op]) => ({ path, method, op })),
-  )
+const operations = () => listOperations(spec)
 
 describe('contract fuzzing', () => {
   it('covers every documented operation', () => {

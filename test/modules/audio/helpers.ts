@@ -1,9 +1,8 @@
 import { expect } from 'bun:test'
 import { readWavInfo } from '../../../src/audio/decode'
-import groundTruth from '../../fixtures/audio/ground-truth.json' with { type: 'json' }
+import { fixture, groundTruth } from '../../audio/wav-builder'
 
-export const FIXTURES = new URL('../../fixtures/audio/', import.meta.url).pathname
-export const fixture = (name: string) => Bun.file(`${FIXTURES}${name}`).bytes()
+export { fixture }
 
 /** The PCM samples of a WAV fixture, without its header: what a realtime client streams. */
 export async function fixturePcm(name: string): Promise<Uint8Array> {
