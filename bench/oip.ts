@@ -18,22 +18,11 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
 import { tone } from '../test/audio/wav-builder'
+import { concat, raw } from '../test/modules/oip/helpers'
 import { benchKey, col, envInt, percentile, productionEnv, ROOT, startServer } from './lib'
 
 const LARGE = 65_536
 const encoder = new TextEncoder()
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.byteLength
-  }
-  return out
-}
-
-const raw = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 
 /** A body with binary tensor data, laid out as tritonclient lays it out. */
 function binaryBody(header: unknown, parts: Uint8Array[]): { body: Uint8Array<ArrayBuffer>; headerLength: number } {

@@ -1,12 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { req, type TestApp } from '../helpers'
-import { pluginTestApp } from './helpers'
+import { describe, expect, it } from 'bun:test'
+import { req } from '../helpers'
+import { usePluginTestApp } from './helpers'
 
-let t: TestApp
-beforeAll(async () => {
-  t = await pluginTestApp()
-})
-afterAll(() => t.close())
+const t = usePluginTestApp()
 
 describe('cors', () => {
   it('allows a listed origin and exposes vireo headers', async () => {

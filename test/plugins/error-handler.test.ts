@@ -1,12 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { body, req, type TestApp } from '../helpers'
-import { expectCommonHeaders, expectError, pluginTestApp } from './helpers'
+import { describe, expect, it } from 'bun:test'
+import { body, req } from '../helpers'
+import { expectCommonHeaders, expectError, usePluginTestApp } from './helpers'
 
-let t: TestApp
-beforeAll(async () => {
-  t = await pluginTestApp()
-})
-afterAll(() => t.close())
+const t = usePluginTestApp()
 
 describe('envelope', () => {
   it('wraps a success in { success, data, errors } with the security headers', async () => {

@@ -1,10 +1,10 @@
-import { expect } from 'bun:test'
+import { afterAll, beforeAll, expect } from 'bun:test'
 import { t as schema } from 'elysia'
 import { ValidationError } from '../../src/errors'
 import { body, createTestApp, type TestApp } from '../helpers'
 
 /** The app with routes that make each plugin speak: a crash, an echo, sized and typed bodies, a 503, a deprecated route. */
-export async function pluginTestApp(): Promise<TestApp> {
+async function pluginTestApp(): Promise<TestApp> {
   const t = await createTestApp({ CORS_ORIGINS: 'https://app.example.com', MAX_JSON_BYTES: '1024', MAX_UPLOAD_BYTES: '4096' })
   t.app
     .get('/api/v1/test/boom', function boom() {
@@ -41,6 +41,34 @@ export async function pluginTestApp(): Promise<TestApp> {
       },
     })
   return t
+}
+
+/**
+ * The plugin test app for the calling test file: built before its tests, closed after them. The fields read the app
+ * of the moment, so a file can hold `t` at top level.
+ */
+export function usePluginTestApp(): TestApp {
+  let current: TestApp | undefined
+  beforeAll(async () => {
+    current = await pluginTestApp()
+  })
+  afterAll(() => current?.close())
+  const started = () => {
+    if (!current) throw new Error('the plugin test app is used outside a test')
+    return current
+  }
+  return {
+    get app() {
+      return started().app
+    },
+    get deps() {
+      return started().deps
+    },
+    get logs() {
+      return started().logs
+    },
+    close: () => started().close(),
+  }
 }
 
 export const SECURITY_HEADERS = {

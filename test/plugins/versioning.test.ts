@@ -1,12 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { req, type TestApp } from '../helpers'
-import { expectError, pluginTestApp } from './helpers'
+import { describe, expect, it } from 'bun:test'
+import { req } from '../helpers'
+import { expectError, usePluginTestApp } from './helpers'
 
-let t: TestApp
-beforeAll(async () => {
-  t = await pluginTestApp()
-})
-afterAll(() => t.close())
+const t = usePluginTestApp()
 
 describe('versioning', () => {
   it('refuses another API version named in API-Version or Accept-Version', async () => {
