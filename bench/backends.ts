@@ -9,6 +9,7 @@
 import * as ortNode from 'onnxruntime-node'
 import * as ortWeb from 'onnxruntime-web'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 import { col, envInt, median, ROOT } from './lib'
 
 const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
@@ -36,7 +37,7 @@ async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ort
 
 function frames(batch: number) {
   return Array.from({ length: batch }, (_, b) => ({
-    samples: Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * (180 + 20 * b) * i) / 16000)),
+    samples: tone(180 + 20 * b, 16000, SILERO_FRAME / 16000, 0.3),
     state: new Float32Array(SILERO_STATE),
   }))
 }

@@ -15,11 +15,12 @@ import { loadConfig } from '../src/config'
 import type { BatchEvent } from '../src/inference/batcher'
 import { configuredBackendOrder, createRegistry } from '../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 import { rawWorkers, throughput } from './inference'
 import { col, envInt, goal, ROOT } from './lib'
 
 const MODEL = 'silero-vad'
-const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 
 export async function benchBatching(): Promise<void> {

@@ -9,9 +9,10 @@
  *   bun bench/index.ts churn     (CHURN_ROUNDS=3 CHURN_SECONDS=5 CHURN_FLOOD_PER_S=50)
  */
 import { SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 import { benchKey, envInt, fmt, goal, percentile, productionEnv, startServer } from './lib'
 
-const samples = Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const samples = [...tone(220, 16000, SILERO_FRAME / 16000, 0.3)]
 const frame = (parameters?: { timeout_ms: number }) =>
   JSON.stringify({
     inputs: [

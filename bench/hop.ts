@@ -14,9 +14,10 @@
  */
 import { createPool } from '../src/inference/pool'
 import { packVadBatch, SILERO_INPUT, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 import { col, envInt, goal, percentile, ROOT, WebWorker } from './lib'
 
-const samples = Float32Array.from({ length: SILERO_INPUT }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const samples = tone(220, 16000, SILERO_INPUT / 16000, 0.3)
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 const arithFeeds = () => ({
   x: { type: 'float32' as const, data: Float32Array.of(1, 2, 3, 4), dims: [1, 4] },

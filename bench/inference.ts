@@ -19,6 +19,7 @@ import * as ortNode from 'onnxruntime-node'
 import * as ort from 'onnxruntime-web'
 import { createPool } from '../src/inference/pool'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 import {
   benchKey,
   col,
@@ -37,7 +38,7 @@ import {
 } from './lib'
 
 const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
-const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 
 const inferBody = JSON.stringify({

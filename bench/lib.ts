@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { spawnUntil as spawnChild } from '../test/spawn'
 
 /**
  * The Web Worker constructor, taken at import: onnxruntime-web, once initialised in a thread,
@@ -76,32 +77,16 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
 }
 
-/**
- * Spawn a child, wait until its stdout shows a line `found` accepts, then keep draining stdout for the rest
- * of its life so a chatty child can never block on a full pipe. Resolves with that line.
- */
+/** `command` from the repository root, resolved with the stdout line `found` accepts (see test/spawn.ts). */
 export async function spawnUntil(command: string[], env: Record<string, string>, found: (line: string) => boolean) {
-  const child = Bun.spawn(command, { cwd: ROOT, env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'inherit' })
-  const reader = child.stdout.getReader()
-  const decoder = new TextDecoder()
-  let text = ''
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) throw new Error(`${command.join(' ')} exited (${await child.exited}) early: ${text.slice(-500)}`)
-    text += decoder.decode(value, { stream: true })
-    const line = text.split('\n').find(found)
-    if (!line) continue
-    void (async () => {
-      while (!(await reader.read()).done);
-    })().catch(() => {})
-    return {
-      line,
-      pid: child.pid,
-      async stop() {
-        child.kill('SIGTERM')
-        await child.exited
-      },
-    }
+  const { proc, line } = await spawnChild(command, found, { cwd: ROOT, env: { ...process.env, ...env }, stderr: 'inherit' })
+  return {
+    line,
+    pid: proc.pid,
+    async stop() {
+      proc.kill('SIGTERM')
+      await proc.exited
+    },
   }
 }
 

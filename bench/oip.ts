@@ -17,22 +17,12 @@ import { cpSync, mkdtempSync } from 'node:fs'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
-import { benchKey, col, envInt, percentile, productionEnv, ROOT, spawnUntil } from './lib'
+import { tone } from '../test/audio/wav-builder'
+import { concat, raw } from '../test/modules/oip/helpers'
+import { benchKey, col, envInt, percentile, productionEnv, ROOT, startServer } from './lib'
 
 const LARGE = 65_536
 const encoder = new TextEncoder()
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.byteLength
-  }
-  return out
-}
-
-const raw = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 
 /** A body with binary tensor data, laid out as tritonclient lays it out. */
 function binaryBody(header: unknown, parts: Uint8Array[]): { body: Uint8Array<ArrayBuffer>; headerLength: number } {
@@ -93,12 +83,12 @@ export async function benchOip(): Promise<void> {
   cpSync(join(ROOT, 'test/fixtures/models/alltypes'), join(models, 'alltypes'), { recursive: true })
   const key = benchKey()
   const env = productionEnv(key, { MODELS_DIR: models, INFERENCE_WORKERS: '1', MAX_JSON_BYTES: String(16 << 20) })
-  const server = await spawnUntil(['bun', join(ROOT, 'bench/server.ts'), 'app'], env, (l) => l.startsWith('listening '))
+  const server = await startServer('app', env, { pin: false })
   const pinned = pin(server.pid, '1') && pin(process.pid, '0')
-  const base = server.line.slice('listening '.length).trim().replace(/\/$/, '')
+  const base = server.url.replace(/\/$/, '')
   const auth = { authorization: `Bearer ${key}` }
   try {
-    const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+    const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
     const frameJson = JSON.stringify({
       inputs: [
         { name: 'input', shape: [1, SILERO_FRAME], datatype: 'FP32', data: [...samples] },

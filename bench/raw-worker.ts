@@ -6,6 +6,7 @@
  */
 import * as ort from 'onnxruntime-web'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
+import { tone } from '../test/audio/wav-builder'
 
 ort.env.wasm.numThreads = 1
 ort.env.logLevel = 'error'
@@ -24,7 +25,7 @@ interface Scope {
 }
 const scope = globalThis as unknown as Scope
 
-const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000))
+const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
 const feeds = packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 let session: ort.InferenceSession | undefined
 /** Tensors given to a session come from the library that made it. */

@@ -13,7 +13,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
-import { benchKey, envInt, fmt, goal, load, loadToolNote, median, productionEnv, ROOT, spawnUntil } from './lib'
+import { benchKey, envInt, fmt, goal, load, loadToolNote, median, productionEnv, ROOT, startServer } from './lib'
 
 const frame = JSON.stringify({
   inputs: [
@@ -45,12 +45,8 @@ export async function benchRepository(): Promise<void> {
   const admin = benchKey()
   // This process (and the load tool it starts) on core 1, the server and its workers on core 0.
   Bun.spawnSync(['taskset', '-p', '-c', '1', String(process.pid)])
-  const server = await spawnUntil(
-    ['taskset', '-c', '0', 'bun', join(ROOT, 'bench/server.ts'), 'app'],
-    productionEnv(admin, { MODELS_DIR: root, INFERENCE_WORKERS: '2' }),
-    (line) => line.startsWith('listening '),
-  )
-  const base = server.line.slice('listening '.length).trim()
+  const server = await startServer('app', productionEnv(admin, { MODELS_DIR: root, INFERENCE_WORKERS: '2' }))
+  const base = server.url
   const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }
   const url = new URL('/api/v1/models/silero-vad/infer', base).href
   const failedLoads: string[] = []

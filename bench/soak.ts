@@ -13,6 +13,7 @@ import { loadConfig } from '../src/config'
 import { configuredBackendOrder, createRegistry } from '../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE, unpackVadBatch } from '../src/inference/vad-batch'
 import { createLogger } from '../src/logger'
+import { tone } from '../test/audio/wav-builder'
 import { benchKey, col, envInt, mib, productionEnv } from './lib'
 
 interface Checkpoint {
@@ -57,7 +58,7 @@ export async function benchSoak(): Promise<void> {
     const stream = async (index: number, frames: number) => {
       let state: Float32Array = new Float32Array(SILERO_STATE)
       // Each stream hears a different tone, so its state evolves like a real one.
-      const samples = Float32Array.from({ length: SILERO_FRAME }, (_, i) => 0.3 * Math.sin((2 * Math.PI * (200 + 50 * index) * i) / 16000))
+      const samples = tone(200 + 50 * index, 16000, SILERO_FRAME / 16000, 0.3)
       while (issued < frames) {
         issued++
         const result = await registry.runRaw('silero-vad', packVadBatch([{ samples, state }]))

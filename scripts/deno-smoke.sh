@@ -3,7 +3,7 @@
 # liveness, the model list (admin key), a validation error, an unknown route; then a graceful SIGTERM.
 # Then the main flows (keys, inference, batch, file VAD, jobs, errors, the realtime WebSocket) and the HTTP parser's
 # refusals, as bun tests pointed at Deno processes (TEST_RUNTIME=deno: test/ops/runtime-flows.test.ts,
-# test/http-parser.test.ts); the suite runs the same files on Bun.
+# test/ops/http-parser.test.ts); the suite runs the same files on Bun.
 # Deno comes from the `deno` devDependency (its npm package ships the binary); a missing Deno fails, never skips.
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -95,4 +95,4 @@ echo "deno smoke: $passed passed, $failed failed"
 
 echo "deno smoke: main flows and HTTP parser refusals on Deno"
 # A partial run: bunfig.toml's per-file coverage thresholds do not apply (.ci/bunfig.partial.toml).
-TEST_RUNTIME=deno bun test --config=.ci/bunfig.partial.toml --timeout 300000 test/ops/runtime-flows.test.ts test/http-parser.test.ts
+TEST_RUNTIME=deno bun test --config=.ci/bunfig.partial.toml --timeout 300000 test/ops/runtime-flows.test.ts test/ops/http-parser.test.ts

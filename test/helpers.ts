@@ -6,6 +6,7 @@ import { createApp } from '../src/app'
 import { type Config, loadConfig } from '../src/config'
 import { createDeps, type Deps } from '../src/deps'
 import { createLogger } from '../src/logger'
+import { spawnUntil } from './spawn'
 
 /** Build a request against the in-process app. */
 export function req(path: string, init: RequestInit & { json?: unknown } = {}): Request {
@@ -123,7 +124,7 @@ export function denoBinary(): string {
  */
 export async function startServer(env: Record<string, string> = {}, runtime: Runtime = 'bun'): Promise<RunningServer> {
   const command = runtime === 'deno' ? [denoBinary(), 'run', '-A', 'src/deno.ts'] : ['bun', 'src/index.ts']
-  const proc = Bun.spawn(command, {
+  const { proc, line, output } = await spawnUntil(command, (l) => URL_FIELD.test(l), {
     env: {
       PATH: process.env.PATH ?? '',
       // Deno keeps its cache under HOME (or DENO_DIR).
@@ -137,28 +138,13 @@ export async function startServer(env: Record<string, string> = {}, runtime: Run
       INFERENCE_WORKERS: '1',
       ...env,
     },
-    stdout: 'pipe',
-    stderr: 'pipe',
+    keep: true,
   })
-  const reader = proc.stdout.getReader()
-  const decoder = new TextDecoder()
-  let out = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server exited before listening: ${out}${await new Response(proc.stderr).text()}`)
-    out += decoder.decode(value)
-    const match = /"url":"([^"]+)"/.exec(out)
-    if (!match) continue
-    const rest = (async () => {
-      for (;;) {
-        const chunk = await reader.read()
-        if (chunk.done) return out
-        out += decoder.decode(chunk.value)
-      }
-    })()
-    return { proc, url: match[1]!.replace(/\/$/, ''), output: () => rest }
-  }
+  return { proc, url: URL_FIELD.exec(line)![1]!.replace(/\/$/, ''), output }
 }
+
+/** The listening URL in vireo's "vireo listening" log line. */
+const URL_FIELD = /"url":"([^"]+)"/
 
 /**
  * Waits for a condition, checked every 20 ms; a failed async check just means "not yet". The bound only turns a

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'bun:test'
 import { readAudioInfo, readWavInfo, sniffAudio, wavMonoChunks } from '../../src/audio/decode.ts'
 import { type AppError, UnsupportedMediaTypeError, ValidationError } from '../../src/errors.ts'
-import { buildWav, concat, decodeAudio, decodeWav, fixture, patch } from './wav-builder.ts'
+import { buildWav, concat, decodeAudio, decodeWav, fixture, groundTruth, patch } from './wav-builder.ts'
 
-const groundTruth = await Bun.file(new URL('../fixtures/audio/ground-truth.json', import.meta.url).pathname).json()
 const ERRORS: Record<string, abstract new (...args: never[]) => AppError> = { ValidationError, UnsupportedMediaTypeError }
 
 function thrown(fn: () => unknown): AppError {

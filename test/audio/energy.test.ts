@@ -1,14 +1,12 @@
 import { describe, expect, it } from 'bun:test'
 import { EnergyDetector, energyProbabilities } from '../../src/audio/energy.ts'
 import { segmentSpeech } from '../../src/audio/vad.ts'
-import { decodeAudio, FIXTURES, fixture, resample } from './wav-builder.ts'
+import { decodeAudio, fixture, groundTruth, resample, tone } from './wav-builder.ts'
 
 interface Span {
   start_s: number
   end_s: number
 }
-
-const groundTruth = await Bun.file(`${FIXTURES}ground-truth.json`).json()
 
 /** IoU of two sets of intervals, measured on a 1 ms grid. */
 function iou(a: Span[], b: Span[], durationS: number): number {
@@ -28,10 +26,6 @@ async function detect(name: string) {
   const decoded = decodeAudio(await fixture(name))
   const samples = resample(decoded.samples, decoded.sampleRate)
   return { segments: segmentSpeech(energyProbabilities(samples), {}, { totalSamples: samples.length }), durationS: decoded.durationS }
-}
-
-function tone(hz: number, seconds: number, amplitude: number): Float32Array {
-  return Float32Array.from({ length: seconds * 16000 }, (_, i) => amplitude * Math.sin((2 * Math.PI * hz * i) / 16000))
 }
 
 describe('energy fallback detector', () => {
@@ -59,8 +53,8 @@ describe('energy fallback detector', () => {
 
   it('hears a tone that starts after quiet as speech until the floor catches up (documented limitation)', () => {
     const quietThenTone = new Float32Array(16000 * 12)
-    quietThenTone.set(tone(1000, 1, 0.001))
-    quietThenTone.set(tone(1000, 11, 0.3), 16000)
+    quietThenTone.set(tone(1000, 16000, 1, 0.001))
+    quietThenTone.set(tone(1000, 16000, 11, 0.3), 16000)
     const segments = segmentSpeech(energyProbabilities(quietThenTone))
     expect(segments).toHaveLength(1)
     expect(segments[0]!.start_s).toBeCloseTo(1, 1)

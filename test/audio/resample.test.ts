@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'bun:test'
 import { readWavInfo, wavMonoChunks } from '../../src/audio/decode.ts'
 import { Resampler } from '../../src/audio/resample.ts'
-import { concat, decodeWav, fixture, resample } from './wav-builder.ts'
-
-function tone(hz: number, rate: number, seconds: number, amplitude = 1): Float32Array {
-  return Float32Array.from({ length: Math.round(rate * seconds) }, (_, i) => amplitude * Math.sin((2 * Math.PI * hz * i) / rate))
-}
+import { concat, decodeWav, fixture, resample, tone } from './wav-builder.ts'
 
 function rms(x: Float32Array): number {
   let sum = 0

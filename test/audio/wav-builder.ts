@@ -70,10 +70,20 @@ export function patch(bytes: Uint8Array, offset: number, value: number, size: 2 
   return copy
 }
 
+/** The audio fixtures: the one loader of test/fixtures/audio/ for the audio, API and ops tests. */
 export const FIXTURES = new URL('../fixtures/audio/', import.meta.url).pathname
 
-export async function fixture(name: string): Promise<Uint8Array> {
-  return new Uint8Array(await Bun.file(FIXTURES + name).arrayBuffer())
+export const fixture = (name: string) => Bun.file(`${FIXTURES}${name}`).bytes()
+
+/** What test/fixtures/audio/ground-truth.json says of each file: format and speech for the valid, the error for the invalid. */
+export const groundTruth = await Bun.file(`${FIXTURES}ground-truth.json`).json()
+
+/**
+ * A sine of `hz` at `rate` for `seconds`: the test signal of the resampler and energy tests and the frames the
+ * benchmarks send.
+ */
+export function tone(hz: number, rate: number, seconds: number, amplitude = 1): Float32Array {
+  return Float32Array.from({ length: Math.round(rate * seconds) }, (_, i) => amplitude * Math.sin((2 * Math.PI * hz * i) / rate))
 }
 
 export function concat(parts: Float32Array[]): Float32Array {

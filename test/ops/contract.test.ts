@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import Ajv2020 from 'ajv/dist/2020'
 import fc from 'fast-check'
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers'
+import { operations as listOperations } from './helpers'
 
 /**
  * Contract fuzzing: every operation of the served OpenAPI document gets requests generated from its own
@@ -166,12 +167,7 @@ async function check(op: Operation, label: string, response: Response) {
   }
 }
 
-const operations = () =>
-  Object.entries(spec.paths).flatMap(([path, item]) =>
-    Object.entries(item)
-      .filter(([method]) => ['get', 'post', 'delete'].includes(method))
-      .map(([method, op]) => ({ path, method, op })),
-  )
+const operations = () => listOperations(spec)
 
 describe('contract fuzzing', () => {
   it('covers every documented operation', () => {
@@ -215,7 +211,7 @@ describe('contract fuzzing', () => {
 
   it('answers every protected operation 401, as documented, to an invalid key', async () => {
     for (const { path, method, op } of operations()) {
-      // The stream answers only WebSocket upgrades; its refusals are tested over a real socket (test/audio-api/stream.test.ts).
+      // The stream answers only WebSocket upgrades; its refusals are tested over a real socket (test/modules/audio/stream.test.ts).
       if (path.endsWith('/stream') || (Array.isArray(op.security) && op.security.length === 0)) continue
       const mediaType = op.requestBody ? Object.keys(op.requestBody.content)[0] : undefined
       const [sample] = fc.sample(sampleArbitrary(op, mediaType, false), { numRuns: 1, seed: 1 })

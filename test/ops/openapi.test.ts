@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { finishSchemas, withoutTrailingSlashes } from '../../src/plugins/docs'
 import { body, createTestApp, req, type TestApp } from '../helpers'
+import { operations as listOperations } from './helpers'
 
 interface Operation {
   security?: Record<string, string[]>[]
@@ -15,8 +16,7 @@ let spec: {
   components: { securitySchemes: Record<string, Record<string, string>> }
   paths: Record<string, Record<string, Operation>>
 }
-const operations = () =>
-  Object.entries(spec.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method, op })))
+const operations = () => listOperations(spec)
 
 beforeAll(async () => {
   t = await createTestApp()

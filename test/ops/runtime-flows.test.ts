@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { bearer, type RunningServer, type Runtime, startServer, until } from '../helpers'
 import {
   configuredStream,
   fixture,
@@ -8,8 +9,7 @@ import {
   type StreamClient,
   type StreamOptions,
   VALID,
-} from '../audio-api/helpers'
-import { bearer, type RunningServer, type Runtime, startServer, until } from '../helpers'
+} from '../modules/audio/helpers'
 
 /**
  * The main flows of vireo, run against a real server process of one runtime: Bun by default, Deno with

@@ -1,10 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, setSystemTime } from 'bun:test'
 import { Redis } from 'ioredis'
 import { RateLimiterRes } from 'rate-limiter-flexible'
-import { createLogger } from '../src/logger'
-import { clientIp } from '../src/plugins/request-id'
-import { createRateLimiter, decide, rateLimitHeaders } from '../src/rate-limit/limiter'
-import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig } from './helpers'
+import { createLogger } from '../../src/logger'
+import { clientIp } from '../../src/plugins/request-id'
+import { createRateLimiter, decide, rateLimitHeaders } from '../../src/rate-limit/limiter'
+import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig } from '../helpers'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6379' : undefined)
 const describeRedis = REDIS_URL ? describe : describe.skip

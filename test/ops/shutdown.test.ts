@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test'
-import { startServer } from './helpers'
+import { startServer } from '../helpers'
 
 const ADMIN = 'shutdown_test_admin_key_0123456789abcdef'
 

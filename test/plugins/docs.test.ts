@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { DOCS_CSP } from '../src/plugins/docs'
-import { body, createTestApp, req, type TestApp } from './helpers'
+import { DOCS_CSP } from '../../src/plugins/docs'
+import { body, createTestApp, req, type TestApp } from '../helpers'
 
 let t: TestApp
 beforeAll(async () => {

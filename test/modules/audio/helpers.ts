@@ -1,9 +1,8 @@
 import { expect } from 'bun:test'
-import { readWavInfo } from '../../src/audio/decode'
-import groundTruth from '../fixtures/audio/ground-truth.json' with { type: 'json' }
+import { readWavInfo } from '../../../src/audio/decode'
+import { fixture, groundTruth } from '../../audio/wav-builder'
 
-export const FIXTURES = new URL('../fixtures/audio/', import.meta.url).pathname
-export const fixture = (name: string) => Bun.file(`${FIXTURES}${name}`).bytes()
+export { fixture }
 
 /** The PCM samples of a WAV fixture, without its header: what a realtime client streams. */
 export async function fixturePcm(name: string): Promise<Uint8Array> {
@@ -141,7 +140,7 @@ export async function corruptModelsDir(): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'vireo-vad-'))
   const dir = join(root, 'silero-vad')
   await mkdir(dir)
-  const source = new URL('../../models/silero-vad/', import.meta.url).pathname
+  const source = new URL('../../../models/silero-vad/', import.meta.url).pathname
   await copyFile(join(source, 'manifest.json'), join(dir, 'manifest.json'))
   await writeFile(join(dir, 'silero_vad_v5.onnx'), new Uint8Array(4096).fill(7))
   return root

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { connect } from 'node:net'
-import { type RunningServer, type Runtime, startServer } from './helpers'
+import { type RunningServer, type Runtime, startServer } from '../helpers'
 
 /** Bun by default; `TEST_RUNTIME=deno` (run by `bun run smoke:deno`) checks what Deno's parser answers instead. */
 const RUNTIME = (process.env.TEST_RUNTIME ?? 'bun') as Runtime

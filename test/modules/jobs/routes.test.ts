@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
 
 let t: TestApp
 let owner: string

@@ -1,5 +1,5 @@
 import { expect } from 'bun:test'
-import type { OipModel } from '../../src/modules/oip/model'
+import type { OipModel } from '../../../src/modules/oip/model'
 
 /**
  * Requests and responses as OIP clients build and read them. `binaryRequest` lays a body out exactly as

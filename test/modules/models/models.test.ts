@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { bearer, body, createKey, createTestApp, req, type TestApp, until } from './helpers'
-import { expectedBackend } from './inference/helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp, until } from '../../helpers'
+import { expectedBackend } from '../../inference/helpers'
 
 let t: TestApp
 let key: string

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { Elysia } from 'elysia'
-import { openDatabase } from '../src/db/client'
-import { healthModule } from '../src/modules/health'
-import { errorHandler } from '../src/plugins/error-handler'
-import { requestId } from '../src/plugins/request-id'
-import { body, createTestApp, req, type TestApp, testConfig } from './helpers'
+import { openDatabase } from '../../../src/db/client'
+import { healthModule } from '../../../src/modules/health'
+import { errorHandler } from '../../../src/plugins/error-handler'
+import { requestId } from '../../../src/plugins/request-id'
+import { body, createTestApp, req, type TestApp, testConfig } from '../../helpers'
 
 let t: TestApp
 beforeAll(async () => {

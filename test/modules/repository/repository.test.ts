@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from './helpers'
-import { arithRequest, placeModel } from './inference/model-folders'
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
+import { arithRequest, placeModel } from '../../inference/model-folders'
 
 let root: string
 let t: TestApp

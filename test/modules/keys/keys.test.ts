@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { decodeCursor } from '../src/db/cursor'
-import { generateKey, hashKey, KEY_FORMAT, sanitizeName } from '../src/keys/service'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from './helpers'
+import { decodeCursor } from '../../../src/db/cursor'
+import { generateKey, hashKey, KEY_FORMAT, sanitizeName } from '../../../src/keys/service'
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
 
 let t: TestApp
 let admin: string

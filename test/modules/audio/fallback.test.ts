@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { rm } from 'node:fs/promises'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
 import { corruptModelsDir, fixture } from './helpers'
 
 // One app whose Silero copy is corrupt (it fails to load for real), with small audio and upload limits.

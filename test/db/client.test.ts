@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { eq, sql } from 'drizzle-orm'
 import { getTableConfig } from 'drizzle-orm/pg-core'
-import { createApp } from '../src/app'
-import { type Database, openDatabase, transaction } from '../src/db/client'
-import { apiKeys, jobs } from '../src/db/schema'
-import { createDeps } from '../src/deps'
-import { ValidationError } from '../src/errors'
-import { createLogger } from '../src/logger'
-import { LogCapture, req, testConfig } from './helpers'
-import { describePostgres, type FreshDatabase, freshDatabase } from './pg'
+import { createApp } from '../../src/app'
+import { type Database, openDatabase, transaction } from '../../src/db/client'
+import { apiKeys, jobs } from '../../src/db/schema'
+import { createDeps } from '../../src/deps'
+import { ValidationError } from '../../src/errors'
+import { createLogger } from '../../src/logger'
+import { LogCapture, req, testConfig } from '../helpers'
+import { describePostgres, type FreshDatabase, freshDatabase } from '../pg'
 
 const base = testConfig()
 
@@ -29,7 +29,7 @@ async function migrationCount(database: Database): Promise<number> {
   return rows[0]!.n
 }
 
-const journal = (await import('../drizzle/meta/_journal.json', { with: { type: 'json' } })).default as { entries: unknown[] }
+const journal = (await import('../../drizzle/meta/_journal.json', { with: { type: 'json' } })).default as { entries: unknown[] }
 
 describe('migrations on an empty PGlite', () => {
   it('apply cleanly, and applying twice is a no-op', async () => {

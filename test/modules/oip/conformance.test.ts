@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import pkg from '../../package.json' with { type: 'json' }
-import { bearer, body, createKey, createTestApp, req, type TestApp } from '../helpers'
+import pkg from '../../../package.json' with { type: 'json' }
+import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
 import { binaryRequest, concat, raw, readResponse, text } from './helpers'
 
 /**
