@@ -1,5 +1,5 @@
 import { type FieldIssue, ValidationError } from '../errors'
-import { type Datatype, elementCount, formatShape, isDatatype, type TypedArray } from './tensors'
+import { elementCount, formatShape, isDatatype, TYPED_ARRAYS, type TypedArray, toRawTensor } from './tensors'
 
 /**
  * The Open Inference Protocol's binary tensor data extension (Triton's `extension_binary_data.md`): a body is
@@ -32,19 +32,6 @@ export const ELEMENT_BYTES: Readonly<Record<string, number>> = {
 // Typed arrays read and write in the host's byte order; every host Bun and Deno run on (x86-64, arm64) is
 // little-endian, as the wire is. A big-endian host would corrupt every tensor silently, so it is refused at once.
 if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error('oip-binary: a big-endian host is not supported')
-
-const TYPED = {
-  FP32: Float32Array,
-  FP64: Float64Array,
-  INT8: Int8Array,
-  INT16: Int16Array,
-  INT32: Int32Array,
-  INT64: BigInt64Array,
-  UINT8: Uint8Array,
-  UINT16: Uint16Array,
-  UINT32: Uint32Array,
-  BOOL: Uint8Array,
-} as const satisfies Record<Datatype, unknown>
 
 const EMPTY = new Uint8Array(0)
 
@@ -158,7 +145,7 @@ export function decodeTensor(datatype: string, shape: readonly number[], bytes: 
     if (bad >= 0) throw new RangeError(`"${name}" is BOOL, whose bytes are 0 or 1; byte ${bad} is ${values[bad]}`)
     return values
   }
-  return new TYPED[datatype](copy)
+  return new TYPED_ARRAYS[datatype](copy)
 }
 
 /** BYTES elements: each a 4-byte little-endian length and then its bytes, exactly `count` of them filling `bytes`. */
@@ -207,11 +194,8 @@ export function encodeBytes(elements: readonly (Uint8Array | string)[]): Uint8Ar
 export function encodeTensor(datatype: string, data: readonly unknown[]): Uint8Array {
   if (datatype === 'BYTES') return encodeBytes(data.map(String))
   if (!isDatatype(datatype)) throw new RangeError(`Datatype "${datatype}" cannot be sent as binary data by vireo`)
-  let array: TypedArray
-  if (datatype === 'INT64') array = BigInt64Array.from(data, (v) => BigInt(v as number | string))
-  else if (datatype === 'BOOL') array = Uint8Array.from(data, (v) => (v === true || v === 1 ? 1 : 0))
-  // Every constructor left (INT64 and BOOL are handled above) takes numbers; the cast only names one of them.
-  else array = (TYPED[datatype] as Float32ArrayConstructor).from(data, Number)
+  // The same conversion as a JSON input's: "NaN"/"Infinity" strings read as numbers, INT64 strings as BigInt.
+  const array = toRawTensor(datatype, [data.length], data).data
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength)
 }
 

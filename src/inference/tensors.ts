@@ -311,6 +311,20 @@ function valueProblem(v: unknown, datatype: Datatype): string | null {
   return v < min || v > max ? `${v} is out of range for ${datatype} (${min}..${max})` : null
 }
 
+/** The typed array that holds each datatype's elements (BOOL as bytes of 0 or 1), in onnxruntime and on the wire. */
+export const TYPED_ARRAYS = {
+  FP32: Float32Array,
+  FP64: Float64Array,
+  INT8: Int8Array,
+  INT16: Int16Array,
+  INT32: Int32Array,
+  INT64: BigInt64Array,
+  UINT8: Uint8Array,
+  UINT16: Uint16Array,
+  UINT32: Uint32Array,
+  BOOL: Uint8Array,
+} as const satisfies Record<Datatype, unknown>
+
 /** Convert checked JSON values to the typed array onnxruntime wants. */
 export function toRawTensor(datatype: Datatype, shape: readonly number[], data: readonly unknown[]): RawTensor {
   const type = DATATYPES[datatype]
@@ -321,20 +335,9 @@ export function toRawTensor(datatype: Datatype, shape: readonly number[], data: 
     case 'BOOL':
       return { type, dims, data: Uint8Array.from(data, (v) => (v === true || v === 1 ? 1 : 0)) }
     default:
-      return { type, dims, data: new TYPED[datatype](data as number[]) }
+      return { type, dims, data: new TYPED_ARRAYS[datatype](data as number[]) }
   }
 }
-
-const TYPED = {
-  FP32: Float32Array,
-  FP64: Float64Array,
-  INT8: Int8Array,
-  INT16: Int16Array,
-  INT32: Int32Array,
-  UINT8: Uint8Array,
-  UINT16: Uint16Array,
-  UINT32: Uint32Array,
-} as const
 
 /**
  * A tensor back to OIP JSON. INT64 comes back as numbers when every value is a safe integer,
