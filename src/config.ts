@@ -69,6 +69,12 @@ export const EnvSchema = t.Object({
   // At most Bun's own WebSocket message cap (16 MiB; Deno's is 64 MiB), so vireo's own 1009 with its error event is
   // what a client gets for a message over the limit, on either runtime.
   VAD_STREAM_MAX_MESSAGE_BYTES: Int(262144, 64, 16 * 1024 * 1024),
+  VAD_STREAM_BATCH_DELAY_MS: Int(
+    8,
+    0,
+    50,
+    "how long a realtime frame may wait in Silero's batcher for other streams' frames (added to every event's lag; bigger batches cost less per frame)",
+  ),
   ADMIN_API_KEY: t.Optional(t.String({ pattern: '^[A-Za-z0-9_-]{32,256}$' })),
   METRICS_TOKEN: t.Optional(t.String({ minLength: 16 })),
   AUTH_CACHE_TTL_MS: Int(5000, 0, 5000),

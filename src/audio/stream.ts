@@ -113,7 +113,11 @@ export class RealtimeVad {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const out = new Float32Array(count)
     if (this.options.encoding === 'pcm_s16le') {
-      for (let i = 0; i < count; i++) out[i] = view.getInt16(i * 2, true) / 32768
+      // Every platform Bun and Deno run on is little-endian: an aligned message is read as Int16 directly.
+      if (bytes.byteOffset % 2 === 0) {
+        const ints = new Int16Array(bytes.buffer, bytes.byteOffset, count)
+        for (let i = 0; i < count; i++) out[i] = ints[i]! / 32768
+      } else for (let i = 0; i < count; i++) out[i] = view.getInt16(i * 2, true) / 32768
       return out
     }
     for (let i = 0; i < count; i++) {
@@ -147,7 +151,8 @@ export class RealtimeVad {
     let at = 0
     while (at < samples.length) {
       const take = Math.min(SILERO_FRAME - this.filled, samples.length - at)
-      this.frame.set(samples.subarray(at, at + take), this.filled)
+      const { frame, filled } = this
+      for (let i = 0; i < take; i++) frame[filled + i] = samples[at + i]!
       this.filled += take
       this.samples += take
       at += take

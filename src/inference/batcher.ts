@@ -49,25 +49,79 @@ export interface BatcherOptions {
   onBatch?: (event: BatchEvent) => void
 }
 
+export interface BatchRunOptions extends RunOptions {
+  /** How long this request may wait for company while a worker is free; the model's `max_delay_ms` when absent. */
+  maxDelayMs?: number
+}
+
 export interface Batcher {
-  run(feeds: Feeds, options: RunOptions): Promise<RunResult>
+  run(feeds: Feeds, options: BatchRunOptions): Promise<RunResult>
   /** Requests waiting for a batch. */
   readonly pending: number
 }
 
-interface Item {
-  feeds: Feeds
-  options: RunOptions
-  rows: number
-  key: string
-  enqueuedAt: number
-  deadline: number
-  settled: boolean
+/** A request waiting for (or riding in) a batch; its own abort listener (`handleEvent`), so it needs no closures. */
+class Item {
+  settled = false
   /** Told when the request settles while its batch runs. */
   onGone?: () => void
-  timer: ReturnType<typeof setTimeout>
-  resolve(result: RunResult): void
-  fail(error: unknown): void
+  readonly deadline: number
+  readonly dueAt: number
+  readonly timer: ReturnType<typeof setTimeout>
+
+  constructor(
+    readonly queue: Queue,
+    readonly feeds: Feeds,
+    readonly options: BatchRunOptions,
+    readonly rows: number,
+    readonly key: string,
+    readonly enqueuedAt: number,
+    readonly timeoutMs: number,
+    maxDelayMs: number,
+    private readonly done: (result: RunResult) => void,
+    private readonly failed: (error: unknown) => void,
+  ) {
+    this.deadline = enqueuedAt + timeoutMs
+    this.dueAt = enqueuedAt + maxDelayMs
+    this.timer = setTimeout(timedOut, timeoutMs, this)
+    options.signal?.addEventListener('abort', this, { once: true })
+  }
+
+  resolve(result: RunResult): void {
+    if (this.settle()) this.done(result)
+  }
+
+  fail(error: unknown): void {
+    if (this.settle()) this.failed(error)
+  }
+
+  handleEvent(): void {
+    this.fail(abortReason(this.options.signal!))
+  }
+
+  private settle(): boolean {
+    if (this.settled) return false
+    this.settled = true
+    clearTimeout(this.timer)
+    this.options.signal?.removeEventListener('abort', this)
+    this.queue.leave(this)
+    this.onGone?.()
+    return true
+  }
+}
+
+/** What an Item needs from its batcher's queue. */
+interface Queue {
+  model: string
+  waiting: Set<Item>
+  leave(item: Item): void
+}
+
+function timedOut(item: Item): void {
+  const stage = item.queue.waiting.has(item) ? 'queued' : 'running'
+  item.fail(
+    new TimeoutError(`Model "${item.queue.model}" did not answer within ${item.timeoutMs} ms`, { timeout_ms: item.timeoutMs, stage }),
+  )
 }
 
 const product = (dims: readonly number[]) => dims.reduce((n, d) => n * d, 1)
@@ -82,12 +136,13 @@ export function concatAlong(parts: readonly RawTensor[], axis: number): RawTenso
   const outer = product(dims.slice(0, axis))
   const inner = product(dims.slice(axis + 1))
   const data = new (first.data.constructor as ArrayMaker)(product(dims))
+  // Plain loops: the parts are small (a frame, a state row) and many, where a subarray and a set per part cost more.
   let at = 0
   for (let o = 0; o < outer; o++) {
     for (const part of parts) {
       const n = part.dims[axis]! * inner
-      data.set(part.data.subarray(o * n, (o + 1) * n) as never, at)
-      at += n
+      const from = part.data
+      for (let i = o * n, end = i + n; i < end; i++) data[at++] = from[i]!
     }
   }
   return { type: first.type, data, dims }
@@ -100,10 +155,11 @@ export function sliceAlong(tensor: RawTensor, axis: number, start: number, rows:
   dims[axis] = rows
   const outer = product(dims.slice(0, axis))
   const inner = product(dims.slice(axis + 1))
-  const data = new (tensor.data.constructor as ArrayMaker)(product(dims))
+  const data = new (tensor.data.constructor as ArrayMaker)(outer * rows * inner)
+  const from = tensor.data
+  let at = 0
   for (let o = 0; o < outer; o++) {
-    const from = (o * total + start) * inner
-    data.set(tensor.data.subarray(from, from + rows * inner) as never, o * rows * inner)
+    for (let i = (o * total + start) * inner, end = i + rows * inner; i < end; i++) data[at++] = from[i]!
   }
   return { type: tensor.type, data, dims }
 }
@@ -187,39 +243,63 @@ function abortReason(signal: AbortSignal): unknown {
 export function createBatcher(options: BatcherOptions): Batcher {
   const { model, batching, run, maxInFlight, queueMax, budget = (ms: number) => ms, onBatch } = options
   const { maxBatchSize, maxDelayMs, axes } = batching
-  const waiting: Item[] = []
+  const queue: Queue = { model, waiting: new Set(), leave }
+  const { waiting } = queue
+  /** Rows waiting, and the earliest moment one of the waiting requests is due to go (NaN: to be worked out again). */
+  let rows = 0
+  let due = Number.POSITIVE_INFINITY
   let inFlight = 0
   let delay: ReturnType<typeof setTimeout> | undefined
+  let delayAt = Number.POSITIVE_INFINITY
+
+  function leave(item: Item): void {
+    if (!waiting.delete(item)) return
+    rows -= item.rows
+    if (item.dueAt <= due) due = Number.NaN
+  }
+
+  function earliestDue(): number {
+    if (Number.isNaN(due)) {
+      due = Number.POSITIVE_INFINITY
+      for (const item of waiting) if (item.dueAt < due) due = item.dueAt
+    }
+    return due
+  }
 
   function schedule(): void {
-    if (!waiting.length || inFlight >= maxInFlight) return
-    const rows = waiting.reduce((n, item) => n + item.rows, 0)
-    const waited = performance.now() - waiting[0]!.enqueuedAt
-    if (rows >= maxBatchSize || waited >= maxDelayMs) {
-      clearTimeout(delay)
-      delay = undefined
-      dispatch()
-      schedule()
-    } else delay ??= setTimeout(onDelayOver, maxDelayMs - waited)
+    while (waiting.size && inFlight < maxInFlight) {
+      const now = performance.now()
+      const dueAt = earliestDue()
+      if (rows < maxBatchSize && now < dueAt) {
+        if (dueAt < delayAt) {
+          clearTimeout(delay)
+          delayAt = dueAt
+          delay = setTimeout(onDelayOver, dueAt - now)
+        }
+        return
+      }
+      dispatch(now)
+    }
   }
 
   function onDelayOver() {
     delay = undefined
+    delayAt = Number.POSITIVE_INFINITY
     schedule()
   }
 
-  /** The head's compatible requests, in order, up to a full batch. */
+  /** The oldest request's compatible requests, in order, up to a full batch. */
   function take(): Item[] {
-    const head = waiting[0]!
     const batch: Item[] = []
-    let rows = 0
-    for (let i = 0; i < waiting.length && rows < maxBatchSize; ) {
-      const item = waiting[i]!
-      if (item.key === head.key && rows + item.rows <= maxBatchSize) {
-        batch.push(item)
-        rows += item.rows
-        waiting.splice(i, 1)
-      } else i++
+    let key: string | undefined
+    let taken = 0
+    for (const item of waiting) {
+      if (taken >= maxBatchSize) break
+      key ??= item.key
+      if (item.key !== key || taken + item.rows > maxBatchSize) continue
+      batch.push(item)
+      taken += item.rows
+      leave(item)
     }
     return batch
   }
@@ -228,9 +308,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
     return Math.max(1, Math.ceil(item.deadline - performance.now()))
   }
 
-  function dispatch(): void {
+  function dispatch(now: number): void {
     const batch = take()
-    const now = performance.now()
     inFlight++
     onBatch?.({
       model,
@@ -248,11 +327,11 @@ export function createBatcher(options: BatcherOptions): Batcher {
     if (batch.length === 1) return runAlone(batch[0]!)
     const controller = new AbortController()
     // The run is cancelled (and its worker's grace starts) only once every request in it has gone.
-    const leave = () => {
+    const leaveBatch = () => {
       if (batch.every((item) => item.settled)) controller.abort(new DOMException('every request in the batch has gone', 'AbortError'))
     }
-    for (const item of batch) item.onGone = leave
-    const owners = new Set(batch.map((item) => item.options.owner))
+    for (const item of batch) item.onGone = leaveBatch
+    const owner = batch[0]!.options.owner
     const startedAt = performance.now()
     try {
       const result = await run(
@@ -263,7 +342,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
         {
           timeoutMs: Math.max(...batch.map(remaining)),
           signal: controller.signal,
-          owner: owners.size === 1 ? batch[0]!.options.owner : undefined,
+          owner: batch.every((item) => item.options.owner === owner) ? owner : undefined,
           outputs: batch[0]!.options.outputs,
         },
       )
@@ -294,55 +373,24 @@ export function createBatcher(options: BatcherOptions): Batcher {
     }
   }
 
-  function submit(feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
+  function submit(feeds: Feeds, runOptions: BatchRunOptions): Promise<RunResult> {
     const { signal } = runOptions
-    const timeoutMs = budget(runOptions.timeoutMs)
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     const stackable = batchKey(feeds, axes, runOptions.outputs)
     if (!stackable || stackable.rows > maxBatchSize) return run(feeds, runOptions)
-    if (waiting.length >= queueMax)
+    if (waiting.size >= queueMax)
       return Promise.reject(
-        new ServiceUnavailableError(`${waiting.length} requests to model "${model}" are waiting for a batch; retry shortly`, 1, {
+        new ServiceUnavailableError(`${waiting.size} requests to model "${model}" are waiting for a batch; retry shortly`, 1, {
           queue_max: queueMax,
         }),
       )
     return new Promise<RunResult>((resolve, reject) => {
-      const enqueuedAt = performance.now()
-      const settle = () => {
-        item.settled = true
-        clearTimeout(item.timer)
-        signal?.removeEventListener('abort', onAbort)
-        const at = waiting.indexOf(item)
-        if (at >= 0) waiting.splice(at, 1)
-        item.onGone?.()
-      }
-      const item: Item = {
-        feeds,
-        options: runOptions,
-        ...stackable,
-        enqueuedAt,
-        deadline: enqueuedAt + timeoutMs,
-        settled: false,
-        timer: setTimeout(function onTimeout() {
-          const stage = waiting.includes(item) ? 'queued' : 'running'
-          item.fail(new TimeoutError(`Model "${model}" did not answer within ${timeoutMs} ms`, { timeout_ms: timeoutMs, stage }))
-        }, timeoutMs),
-        resolve(result) {
-          if (item.settled) return
-          settle()
-          resolve(result)
-        },
-        fail(error) {
-          if (item.settled) return
-          settle()
-          reject(error)
-        },
-      }
-      function onAbort() {
-        item.fail(abortReason(signal!))
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      waiting.push(item)
+      const timeoutMs = budget(runOptions.timeoutMs)
+      const wait = runOptions.maxDelayMs ?? maxDelayMs
+      const item = new Item(queue, feeds, runOptions, stackable.rows, stackable.key, performance.now(), timeoutMs, wait, resolve, reject)
+      waiting.add(item)
+      rows += item.rows
+      if (item.dueAt < due) due = item.dueAt
       schedule()
     })
   }
@@ -350,7 +398,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
   return {
     run: submit,
     get pending() {
-      return waiting.length
+      return waiting.size
     },
   }
 }

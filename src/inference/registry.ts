@@ -4,9 +4,9 @@ import { t } from 'elysia'
 import type { Config } from '../config'
 import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
-import { type Batcher, type BatcherOptions, createBatcher } from './batcher'
+import { type Batcher, type BatcherOptions, type BatchRunOptions, createBatcher } from './batcher'
 import type { Manifest } from './manifest'
-import { createPool, type Pool, type PoolOptions, type RunOptions, type RunResult } from './pool'
+import { createPool, type Pool, type PoolOptions, type RunResult } from './pool'
 import {
   type DecodedRequest,
   datatypeOf,
@@ -135,6 +135,8 @@ export interface CallOptions {
   owner?: string
   /** The version to run; by default the model's `default_version`, else its highest ready version. */
   version?: string
+  /** How long the run may wait in the model's dynamic batcher for company (the manifest's `max_delay_ms` when absent). */
+  maxDelayMs?: number
 }
 
 export interface VadSequenceResult {
@@ -414,7 +416,9 @@ export function createRegistry(options: RegistryOptions): Registry {
         batching: { maxBatchSize: max_batch_size, maxDelayMs: max_delay_ms, axes },
         run: (feeds, runOptions) => pool.run(entry.key, feeds, runOptions),
         maxInFlight: pool.stats().size,
-        queueMax: config.INFERENCE_QUEUE_MAX,
+        // At least a full batch for every worker may wait: a cap below that would refuse requests (realtime frames
+        // of hundreds of streams) that the next round of runs takes anyway.
+        queueMax: Math.max(config.INFERENCE_QUEUE_MAX, max_batch_size * pool.stats().size),
         budget: (timeoutMs) => pool.budget(entry.key, timeoutMs),
         onBatch,
       })
@@ -594,7 +598,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   }
 
   /** A client's run on one load: through the model's dynamic batcher when it has one. */
-  function runOn(entry: Entry & { manifest: Manifest }, feeds: Feeds, runOptions: RunOptions): Promise<RunResult> {
+  function runOn(entry: Entry & { manifest: Manifest }, feeds: Feeds, runOptions: BatchRunOptions): Promise<RunResult> {
     return entry.batcher ? entry.batcher.run(feeds, runOptions) : pool.run(entry.key, feeds, runOptions)
   }
 
@@ -619,7 +623,9 @@ export function createRegistry(options: RegistryOptions): Registry {
   async function runRaw(name: string, feeds: Feeds, callOptions: CallOptions = {}): Promise<RunResult> {
     const entry = serving(name, callOptions.version)
     const timeoutMs = budget(entry.manifest, callOptions.timeoutMs, '/timeout_ms')
-    return tracked(entry, () => runOn(entry, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner }))
+    return tracked(entry, () =>
+      runOn(entry, feeds, { timeoutMs, signal: callOptions.signal, owner: callOptions.owner, maxDelayMs: callOptions.maxDelayMs }),
+    )
   }
 
   async function runVadSequence(

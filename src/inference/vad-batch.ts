@@ -30,9 +30,11 @@ export class SileroWindow {
 
   next(frame: Float32Array): Float32Array {
     const input = new Float32Array(SILERO_INPUT)
-    input.set(this.context)
-    input.set(frame, SILERO_CONTEXT)
-    this.context.set(frame.subarray(SILERO_FRAME - SILERO_CONTEXT))
+    const { context } = this
+    // Plain loops: one frame is small, and a subarray and a set per frame cost more than the copy itself.
+    for (let i = 0; i < SILERO_CONTEXT; i++) input[i] = context[i]!
+    for (let i = 0; i < SILERO_FRAME; i++) input[SILERO_CONTEXT + i] = frame[i]!
+    for (let i = 0; i < SILERO_CONTEXT; i++) context[i] = frame[SILERO_FRAME - SILERO_CONTEXT + i]!
     return input
   }
 }
@@ -60,15 +62,15 @@ export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): F
     throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${width}`)
   const input = new Float32Array(batch * width)
   const state = new Float32Array(batch * SILERO_STATE)
-  frames.forEach((frame, b) => {
-    if (frame.samples.length !== width)
-      throw new RangeError(`frame ${b} has ${frame.samples.length} samples; the batch holds frames of ${width}`)
-    if (frame.state.length !== SILERO_STATE)
-      throw new RangeError(`frame ${b} has a state of ${frame.state.length} floats; Silero needs ${SILERO_STATE}`)
-    input.set(frame.samples, b * width)
-    state.set(frame.state.subarray(0, HALF), b * HALF)
-    state.set(frame.state.subarray(HALF), (batch + b) * HALF)
-  })
+  for (let b = 0; b < batch; b++) {
+    const { samples, state: own } = frames[b]!
+    if (samples.length !== width) throw new RangeError(`frame ${b} has ${samples.length} samples; the batch holds frames of ${width}`)
+    if (own.length !== SILERO_STATE) throw new RangeError(`frame ${b} has a state of ${own.length} floats; Silero needs ${SILERO_STATE}`)
+    for (let i = 0, at = b * width; i < width; i++) input[at + i] = samples[i]!
+    // [2, batch, 128]: the stream's first half goes to row b of the first plane, its second half to row b of the second.
+    for (let i = 0, at = b * HALF; i < HALF; i++) state[at + i] = own[i]!
+    for (let i = 0, at = (batch + b) * HALF; i < HALF; i++) state[at + i] = own[HALF + i]!
+  }
   return {
     input: { type: 'float32', data: input, dims: [batch, width] },
     state: { type: 'float32', data: state, dims: [2, batch, HALF] },
@@ -81,10 +83,14 @@ export function unpackVadBatch(outputs: Feeds, batch: number): VadFrameResult[] 
   const probabilities = outputs.output?.data as Float32Array
   const next = outputs.stateN?.data as Float32Array
   if (!probabilities || !next) throw new Error('Silero result lacks "output" or "stateN"')
-  return Array.from({ length: batch }, (_, b) => {
+  if (probabilities.length < batch || next.length < batch * SILERO_STATE)
+    throw new Error(`Silero answered ${probabilities.length} probabilities and ${next.length} state floats for ${batch} frames`)
+  const results: VadFrameResult[] = new Array(batch)
+  for (let b = 0; b < batch; b++) {
     const state = new Float32Array(SILERO_STATE)
-    state.set(next.subarray(b * HALF, (b + 1) * HALF), 0)
-    state.set(next.subarray((batch + b) * HALF, (batch + b + 1) * HALF), HALF)
-    return { probability: probabilities[b]!, state }
-  })
+    for (let i = 0, at = b * HALF; i < HALF; i++) state[i] = next[at + i]!
+    for (let i = 0, at = (batch + b) * HALF; i < HALF; i++) state[HALF + i] = next[at + i]!
+    results[b] = { probability: probabilities[b]!, state }
+  }
+  return results
 }

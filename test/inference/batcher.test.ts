@@ -105,6 +105,26 @@ describe('dynamic batcher', () => {
     expect(events.map((e) => e.rows)).toEqual([8])
   })
 
+  it("lets a request wait for company longer or shorter than the model's max_delay_ms", async () => {
+    const { batcher, events } = batcherFor('dynbatch', { maxBatchSize: 16, maxDelayMs: 0 })
+    const patient = { ...budget, maxDelayMs: 100 }
+    const first = batcher.run(rows([1, 1, 1]), patient)
+    await Bun.sleep(20)
+    const second = batcher.run(rows([2, 2, 2]), patient)
+    await Promise.all([first, second])
+    // Both waited: the first for 100 ms, and the second joined it before that.
+    expect(events.map((e) => [e.requests, e.rows])).toEqual([[2, 2]])
+    expect(events[0]!.queueDelaysMs[0]).toBeGreaterThanOrEqual(99)
+    // A request that may not wait goes at once, and takes the patient ones waiting with it.
+    events.length = 0
+    const third = batcher.run(rows([3, 3, 3]), patient)
+    const hasty = batcher.run(rows([4, 4, 4]), { ...budget, maxDelayMs: 0 })
+    expect(floats((await hasty).outputs, 'sq')).toEqual([16, 16, 16])
+    expect(floats((await third).outputs, 'sq')).toEqual([9, 9, 9])
+    expect(events.map((e) => e.requests)).toEqual([2])
+    expect(events[0]!.queueDelaysMs[0]).toBeLessThan(50)
+  })
+
   it('never stacks requests that differ outside the batch axis or in a shared tensor', () => {
     const axes = { state: 1, stateN: 1, sr: null }
     const frame = { samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) }
@@ -191,7 +211,7 @@ describe('dynamic batcher', () => {
 describe('batching in a manifest', () => {
   it("reads Silero's batching and explains a bad one", async () => {
     const manifest = await loadManifest(`${MODELS}silero-vad`)
-    expect(manifest).toMatchObject({ batching: { max_batch_size: 64, max_delay_ms: 0, axes: { state: 1, stateN: 1, sr: null } } })
+    expect(manifest).toMatchObject({ batching: { max_batch_size: 512, max_delay_ms: 0, axes: { state: 1, stateN: 1, sr: null } } })
     const base = { name: 'x', version: '1', task: 'tensor', file: 'a.onnx', license: 'MIT', source: 's', backends: ['cpu'], timeout_ms: 1 }
     expect(checkManifest({ ...base, batching: { max_batch_size: 0, max_delay_ms: 0 } })).toContain('/batching/max_batch_size')
     expect(checkManifest({ ...base, batching: { max_batch_size: 4, max_delay_ms: 1, axes: { x: -1 } } })).toContain('/batching/axes')
@@ -231,6 +251,25 @@ describe('dynamic batching in the registry', () => {
       ],
     })
     expect(events.every((e) => e.model === 'dynbatch')).toBe(true)
+  })
+
+  it('lets a full batch per worker wait even where INFERENCE_QUEUE_MAX is lower (one frame from each of many streams)', async () => {
+    const small = createRegistry({
+      config: registryConfig({ INFERENCE_WORKERS: 1, INFERENCE_QUEUE_MAX: 4 }),
+      logger: silent,
+      backendOrder: () => [expectedBackend],
+      onBatch: (e) => events.push(e),
+    })
+    await small.start()
+    try {
+      events.length = 0
+      // dynbatch holds 8 rows a run: 8 one-row requests may wait, the 4 of INFERENCE_QUEUE_MAX notwithstanding.
+      const runs = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => small.runRaw('dynbatch', rows([i, i, i]))))
+      expect(runs.map((r) => r.status)).toEqual(Array(8).fill('fulfilled'))
+      expect(events.map((e) => e.rows)).toEqual([8])
+    } finally {
+      await small.stop()
+    }
   })
 })
 

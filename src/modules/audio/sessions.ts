@@ -53,7 +53,11 @@ export type UpgradeWebSocket = (
 
 export type StreamConfig = Pick<
   Config,
-  'VAD_STREAM_MAX_PER_KEY' | 'VAD_STREAM_IDLE_MS' | 'VAD_STREAM_MAX_DURATION_MS' | 'VAD_STREAM_MAX_MESSAGE_BYTES'
+  | 'VAD_STREAM_MAX_PER_KEY'
+  | 'VAD_STREAM_IDLE_MS'
+  | 'VAD_STREAM_MAX_DURATION_MS'
+  | 'VAD_STREAM_MAX_MESSAGE_BYTES'
+  | 'VAD_STREAM_BATCH_DELAY_MS'
 >
 
 export interface StreamSessionsOptions {
@@ -86,8 +90,10 @@ interface SessionState {
  * @example const session = sessions.open({ send: (t) => ws.send(t), close: (c, r) => ws.close(c, r) }, { keyId, log })
  */
 export function createStreamSessions({ registry, config }: StreamSessionsOptions): StreamSessions {
-  // Frames from concurrent streams share runs through the model's dynamic batcher, behind runRaw.
-  const runVad = async (feeds: Feeds) => (await registry.runRaw(VAD_MODEL, feeds)).outputs
+  // Frames from concurrent streams share runs through the model's dynamic batcher, behind runRaw; each may wait a
+  // few ms for the others' frames, since they arrive spread over the 32 ms between two frames of one stream.
+  const batchDelay = { maxDelayMs: config.VAD_STREAM_BATCH_DELAY_MS }
+  const runVad = async (feeds: Feeds) => (await registry.runRaw(VAD_MODEL, feeds, batchDelay)).outputs
   const openPerKey = new Map<string, number>()
 
   const send = (socket: StreamSocket, event: StreamEvent | { type: string; [k: string]: unknown }) => socket.send(JSON.stringify(event))
