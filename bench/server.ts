@@ -10,6 +10,8 @@
  *   no-response-check  the same with the route's `response` schema left out (Elysia checks none)
  *   encode-response    the same with Elysia's default `encodeSchema: true` (TypeBox Encode of every answer)
  *   route-only         the same route with every plugin left out
+ *   ws-bare            a Bun.serve WebSocket at the stream's path answering like it (ready, one probability event per
+ *                      512-sample s16 frame) and doing nothing else: the floor of the realtime stream figures
  */
 import { Elysia } from 'elysia'
 import pino from 'pino'
@@ -89,6 +91,24 @@ if (variant === 'bare') {
       // A request body is read in full, as any server must before answering.
       if (request.body) await request.arrayBuffer()
       return new Response(body, { headers: { ...headers, 'x-request-id': crypto.randomUUID() } })
+    },
+  })
+  console.log(`listening ${server.url.href}`)
+} else if (variant === 'ws-bare') {
+  const frames = new WeakMap<object, number>()
+  const server = Bun.serve({
+    hostname: '127.0.0.1',
+    port: 0,
+    fetch: (request, bun) => (bun.upgrade(request, { data: undefined }) ? undefined : new Response('upgrade', { status: 426 })),
+    websocket: {
+      message(ws, message) {
+        if (typeof message === 'string') return void ws.send('{"type":"ready","mode":"model"}')
+        const first = frames.get(ws) ?? 0
+        const count = Math.floor(message.byteLength / 1024)
+        frames.set(ws, first + count)
+        for (let k = first; k < first + count; k++)
+          ws.send(JSON.stringify({ type: 'probability', t_s: (k * 512) / 16000, probability: 0.5 }))
+      },
     },
   })
   console.log(`listening ${server.url.href}`)

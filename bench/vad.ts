@@ -99,6 +99,59 @@ async function streams(url: string, key: string, n: number, seconds: number, ser
   return { ...(JSON.parse(out.trim().split('\n').at(-1)!) as StreamRun), serverCore }
 }
 
+/** Server CPU per stream frame (µs), worker threads included: its share of a core over the frames sent per second. */
+const usPerFrame = (run: StreamRun) => (run.serverCore * 1e6) / (run.streams * (1000 / 32))
+
+/** Silero alone on this backend, in runs of `batch` frames as the batcher forms them: µs per frame (best of 3). */
+async function rawBatchedUs(session: ort.InferenceSession, batch: number): Promise<number> {
+  const feeds = {
+    input: new lib.Tensor(
+      'float32',
+      new Float32Array(batch * 576).map((_, i) => Math.sin(i / 9) / 4),
+      [batch, 576],
+    ),
+    state: new lib.Tensor('float32', new Float32Array(batch * 256), [2, batch, 128]),
+    sr: new lib.Tensor('int64', BigInt64Array.of(16000n), []),
+  }
+  for (let i = 0; i < 10; i++) await session.run(feeds)
+  const best: number[] = []
+  for (let round = 0; round < 3; round++) {
+    const started = performance.now()
+    for (let i = 0; i < 40; i++) await session.run(feeds)
+    best.push(((performance.now() - started) * 1000) / (40 * batch))
+  }
+  return Math.min(...best)
+}
+
+/**
+ * Where a stream frame's time goes, beside the floor: the same generator against a bare Bun WebSocket peer that
+ * answers the same events and does nothing else (bench/server.ts ws-bare, on the server core), plus Silero alone in
+ * runs of 64 frames. Their sum is what any server on this stack pays per frame; vireo's excess is its own work.
+ */
+async function floorOf(run: StreamRun, session: ort.InferenceSession, seconds: number): Promise<void> {
+  const peer = await startServer('ws-bare', {})
+  let bare: StreamRun
+  try {
+    bare = await streams(
+      `${peer.url.replace(/^http/, 'ws').replace(/\/$/, '')}/api/v1/audio/vad/stream`,
+      'none',
+      run.streams,
+      seconds,
+      peer.pid,
+    )
+  } finally {
+    await peer.stop()
+  }
+  const [vireo, socket, model] = [usPerFrame(run), usPerFrame(bare), await rawBatchedUs(session, 64)]
+  console.log(`per frame at N=${run.streams} (server CPU, all threads): vireo ${fmt(vireo, 1)} µs`)
+  console.log(
+    `  floor: bare Bun WebSocket peer ${fmt(socket, 1)} µs (p99 ${fmt(bare.p99, 1)} ms) + Silero alone in runs of 64 ${fmt(model, 1)} µs = ${fmt(socket + model, 1)} µs`,
+  )
+  console.log(
+    `  vireo / floor ${fmt(vireo / (socket + model), 2)}; one core holds at most ≈ ${fmt(1e6 / 31.25 / (socket + model))} streams at the floor, ≈ ${fmt(1e6 / 31.25 / vireo)} at vireo's cost`,
+  )
+}
+
 const holds = (run: StreamRun) => run.p99 < 100 && run.errors === 0 && run.closedEarly === 0 && run.events >= 0.99 * run.expected
 
 export async function benchVad(): Promise<void> {
@@ -130,15 +183,12 @@ export async function benchVad(): Promise<void> {
     }
 
     ort.env.wasm.numThreads = 1
+    const session = await lib.InferenceSession.create(new Uint8Array(await readFile(join(ROOT, 'models/silero-vad/silero_vad_v5.onnx'))), {
+      executionProviders: [BACKEND],
+      ...(BACKEND === 'cpu' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}),
+    })
     // VAD_PARTS=streams skips the file figures (RTF and memory) when only the stream figures are wanted.
     if (process.env.VAD_PARTS !== 'streams') {
-      const session = await lib.InferenceSession.create(
-        new Uint8Array(await readFile(join(ROOT, 'models/silero-vad/silero_vad_v5.onnx'))),
-        {
-          executionProviders: [BACKEND],
-          ...(BACKEND === 'cpu' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}),
-        },
-      )
       console.log(
         `vad on backend ${BACKEND} (INFERENCE_BACKENDS=${process.env.INFERENCE_BACKENDS ?? ''}); ${pinningNote()}; load average ${loadavg()
           .map((l) => l.toFixed(2))
@@ -201,6 +251,7 @@ export async function benchVad(): Promise<void> {
           `    → ${fmt((run.serverCore * 100) / n, 2)} % of a core per stream: ≈ ${fmt(n / run.serverCore)} streams would fill the server's core`,
         )
       }
+      await floorOf(tried.get(fixed.at(-1)!)!, session, seconds)
       return
     }
     // Double from VAD_STREAMS_FROM until a count fails (or VAD_STREAMS_MAX), then bisect between the last that held and it.
@@ -222,6 +273,7 @@ export async function benchVad(): Promise<void> {
       else bad = mid
     }
     console.log(`  ${goal(`streams held on ${BACKEND} (largest N with p99 < 100 ms)`, good, '>=', 500, 0)}; stretch 1000`)
+    await floorOf(tried.get(good) ?? tried.values().next().value!, session, seconds)
   } finally {
     await server.stop()
     await rm(dataDir, { recursive: true, force: true })

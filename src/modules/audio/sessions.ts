@@ -76,6 +76,8 @@ interface SessionState {
   vad?: RealtimeVad
   chain: Promise<void>
   idle?: ReturnType<typeof setTimeout>
+  /** When the stream last showed life (a message arrived or one was handled). */
+  activeAt: number
   limit?: ReturnType<typeof setTimeout>
   closed: boolean
   keyId: string
@@ -109,11 +111,16 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
     else openPerKey.delete(state.keyId)
   }
 
-  function resetIdle(state: SessionState) {
-    clearTimeout(state.idle)
-    state.idle = setTimeout(function idleTimeout() {
+  /**
+   * One timer per stream that checks, when it fires, whether the stream was active since: a busy stream only moves a
+   * timestamp per message, instead of clearing and arming a timer twice for each one.
+   */
+  function watchIdle(state: SessionState, delayMs: number) {
+    state.idle = setTimeout(function idleCheck() {
+      const quietMs = performance.now() - state.activeAt
+      if (quietMs < config.VAD_STREAM_IDLE_MS) return watchIdle(state, config.VAD_STREAM_IDLE_MS - quietMs)
       state.close(CLOSE.idle, new AppError('TIMEOUT_ERROR', `No message for ${config.VAD_STREAM_IDLE_MS / 1000} s; the stream is closed`))
-    }, config.VAD_STREAM_IDLE_MS)
+    }, delayMs)
   }
 
   /** The events one message produces; the first message configures the stream. */
@@ -163,6 +170,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
     open(socket, { keyId, log }) {
       const state: SessionState = {
         chain: Promise.resolve(),
+        activeAt: performance.now(),
         closed: false,
         keyId,
         close(code, error) {
@@ -189,12 +197,12 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
             new AppError('TIMEOUT_ERROR', `The stream reached its limit of ${config.VAD_STREAM_MAX_DURATION_MS / 1000} s; open a new one`),
           )
         }, config.VAD_STREAM_MAX_DURATION_MS)
-        resetIdle(state)
+        watchIdle(state, config.VAD_STREAM_IDLE_MS)
       }
       return {
         message(data) {
           if (state.closed) return
-          resetIdle(state)
+          state.activeAt = performance.now()
           const binary = typeof data !== 'string'
           const size = binary ? data.byteLength : new TextEncoder().encode(data).byteLength
           if (size > config.VAD_STREAM_MAX_MESSAGE_BYTES)
@@ -210,7 +218,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
               const ending = !binary && state.vad !== undefined && isEnd(message)
               for (const event of await react(state, message, binary)) if (!state.closed) send(socket, event)
               // A backlog being worked through is not idleness.
-              resetIdle(state)
+              state.activeAt = performance.now()
               if (ending && !state.closed) {
                 send(socket, { type: 'end' })
                 state.close(CLOSE.normal)
