@@ -78,6 +78,8 @@ interface SessionState {
   idle?: ReturnType<typeof setTimeout>
   /** When the stream last showed life (a message arrived or one was handled). */
   activeAt: number
+  /** Messages received and not yet handled, the one being handled included. */
+  backlog: number
   limit?: ReturnType<typeof setTimeout>
   closed: boolean
   keyId: string
@@ -93,9 +95,13 @@ interface SessionState {
  */
 export function createStreamSessions({ registry, config }: StreamSessionsOptions): StreamSessions {
   // Frames from concurrent streams share runs through the model's dynamic batcher, behind runRaw; each may wait a
-  // few ms for the others' frames, since they arrive spread over the 32 ms between two frames of one stream.
-  const batchDelay = { maxDelayMs: config.VAD_STREAM_BATCH_DELAY_MS }
-  const runVad = async (feeds: Feeds) => (await registry.runRaw(VAD_MODEL, feeds, batchDelay)).outputs
+  // few ms for the others' frames, since they arrive spread over the 32 ms between two frames of one stream. A
+  // stream that has fallen behind (messages waiting behind this one) never waits: its frames go one per run, in
+  // order, and each round of waiting would keep it behind.
+  const patient = { maxDelayMs: config.VAD_STREAM_BATCH_DELAY_MS }
+  const hasty = { maxDelayMs: 0 }
+  const runVad = (state: SessionState) => async (feeds: Feeds) =>
+    (await registry.runRaw(VAD_MODEL, feeds, state.backlog > 1 ? hasty : patient)).outputs
   const openPerKey = new Map<string, number>()
 
   const send = (socket: StreamSocket, event: StreamEvent | { type: string; [k: string]: unknown }) => socket.send(JSON.stringify(event))
@@ -155,13 +161,14 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
     const ready = status === 'ready'
     if (!ready && fallback === 'never')
       throw new AppError('SERVICE_UNAVAILABLE', `Model "${VAD_MODEL}" is ${status ?? 'not installed'}; retry later or allow the fallback`)
+    const run = runVad(state)
     state.vad = new RealtimeVad({
       sampleRate: sample_rate,
       encoding,
       params,
       probabilities,
       fallback,
-      infer: ready ? (frame) => inferVadFrame(runVad, frame) : undefined,
+      infer: ready ? (frame) => inferVadFrame(run, frame) : undefined,
     })
     return { type: 'ready', mode: state.vad.mode }
   }
@@ -171,6 +178,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
       const state: SessionState = {
         chain: Promise.resolve(),
         activeAt: performance.now(),
+        backlog: 0,
         closed: false,
         keyId,
         close(code, error) {
@@ -211,6 +219,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
               new AppError('PAYLOAD_TOO_LARGE', `A message may hold at most ${config.VAD_STREAM_MAX_MESSAGE_BYTES} bytes; got ${size}`),
             )
           const message = binary ? data : parseText(data)
+          state.backlog++
           // Messages are handled strictly in order: a stream's frames depend on each other's state.
           state.chain = state.chain.then(async function handleMessage() {
             if (state.closed) return
@@ -226,6 +235,8 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
             } catch (error) {
               const known = toAppError(error)
               state.close(closeCodeFor(known), known)
+            } finally {
+              state.backlog--
             }
           })
         },
