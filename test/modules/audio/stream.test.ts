@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { bearer, body, createKey, createTestApp, req, type TestApp } from '../../helpers'
+import { bearer, body, createKey, createTestApp, req, type TestApp, until } from '../../helpers'
 import { configuredStream, fixture, fixturePcm, openStream, type StreamClient, type StreamOptions } from './helpers'
 
 let t: TestApp
@@ -164,6 +164,42 @@ describe('GET /api/v1/audio/vad/stream', () => {
     expect(d.events.some((e) => e.type === 'error')).toBe(false)
     b.ws.close()
     d.ws.close()
+  })
+})
+
+describe('stream frames in the batcher', () => {
+  let patient: TestApp
+  let patientUrl: string
+  beforeAll(async () => {
+    patient = await createTestApp({ MODELS_DIR: 'models', INFERENCE_WORKERS: '1', VAD_STREAM_BATCH_DELAY_MS: '50' })
+    patientUrl = await listening(patient)
+  })
+  afterAll(() => stop(patient))
+
+  /** Seconds Silero's requests have waited in its batcher so far, all together. */
+  const waited = async () =>
+    (await patient.deps.metrics.batching.queueDelay.get()).values.find(
+      (v) => v.metricName === 'inference_batch_queue_delay_seconds_sum' && v.labels.model === 'silero-vad',
+    )?.value ?? 0
+  const probabilities = (client: Client) => client.events.filter((e) => e.type === 'probability').length
+
+  it('lets a frame wait VAD_STREAM_BATCH_DELAY_MS for company, but not the frames of a stream that has fallen behind', async () => {
+    const client = await configured(
+      { sample_rate: 16000, encoding: 'pcm_s16le', probabilities: true },
+      connect({ headers: bearer(await createKey(patient, ['inference'])) }, patientUrl),
+    )
+    const frame = (await fixturePcm('speech_16k_mono_s16.wav')).subarray(0, 1024)
+    const start = await waited()
+    client.ws.send(frame)
+    await until(() => probabilities(client) === 1)
+    // Alone, the frame waited the whole delay for other streams' frames.
+    expect((await waited()) - start).toBeGreaterThanOrEqual(0.045)
+    // Six frames at once: the five with others queued behind them go at once; only the last may wait.
+    const before = await waited()
+    for (let i = 0; i < 6; i++) client.ws.send(frame)
+    await until(() => probabilities(client) === 7)
+    expect((await waited()) - before).toBeLessThan(0.2)
+    client.ws.close()
   })
 })
 
