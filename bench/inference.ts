@@ -95,6 +95,7 @@ export async function rawWorkers(count: number, bytes: Uint8Array, backend: 'cpu
       worker.addEventListener('message', (event) => resolve(event.data), { once: true })
       worker.addEventListener('error', (event) => reject(new Error(event.message)), { once: true })
     })
+  await Promise.all(workers.map(next))
   await Promise.all(
     workers.map((worker) => {
       const ready = next(worker)

@@ -2,7 +2,8 @@
  * The raw baseline for the throughput benchmarks: one session on one thread, set up like
  * src/inference/worker.ts (onnxruntime-node for `cpu`, onnxruntime-web for `wasm`), running Silero
  * frames back to back with no pool around it.
- * Messages: { type: 'load', bytes, backend? } → { type: 'ready' }; { type: 'run', n } → { type: 'done', ms }.
+ * Messages: first { type: 'up' } once it listens; { type: 'load', bytes, backend? } → { type: 'ready' };
+ * { type: 'run', n } → { type: 'done', ms }.
  */
 import * as ort from 'onnxruntime-web'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
@@ -57,3 +58,6 @@ scope.onmessage = async function onRawMessage(event) {
   }
   scope.postMessage({ type: 'done', ms: performance.now() - started })
 }
+// Bun drops a message that reaches a worker before its module has set `onmessage` (onnxruntime-web takes a while to
+// import): the parent waits for this before it sends anything, as the pool waits for its workers' `ready`.
+scope.postMessage({ type: 'up' })
