@@ -14,13 +14,12 @@
  *                      512-sample s16 frame) and doing nothing else: the floor of the realtime stream figures
  */
 import { Elysia } from 'elysia'
-import pino from 'pino'
 import { createApp } from '../src/app'
 import { loadConfig } from '../src/config'
 import { createDeps, type Deps } from '../src/deps'
 import { EnvelopeSchema, ok, responses } from '../src/envelope'
 import { ModelInfoSchema } from '../src/inference/registry'
-import { createLogger } from '../src/logger'
+import { createLogger, logDestination } from '../src/logger'
 import { ModelsModel } from '../src/modules/models/model'
 import { auth } from '../src/plugins/auth'
 import { bodyParser } from '../src/plugins/body-parser'
@@ -120,8 +119,8 @@ if (variant === 'bare') {
       `unknown variant "${variant}"; use bare, app, full, route-only, ${routeVariants.join(', ')} or no-<${PLUGINS.join('|')}>`,
     )
   const config = loadConfig()
-  // A real sink, written the way production writes stdout (pino's async destination).
-  const logger = createLogger(config, { destination: pino.destination({ dest: '/dev/null', sync: false }) })
+  // A real sink, written the way production writes stdout (logDestination: buffered, async).
+  const logger = createLogger(config, { destination: logDestination('/dev/null') })
   const deps = await createDeps(config, { logger, inMemory: true })
   const route = { responseCheck: variant !== 'no-response-check', encodeSchema: variant === 'encode-response' }
   const app =

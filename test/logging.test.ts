@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import { createLogger, flushLogger } from '../src/logger'
-import { createTestApp, LogCapture, req, type TestApp, testConfig } from './helpers'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLogger, flushLogger, logDestination } from '../src/logger'
+import { createTestApp, LogCapture, req, type TestApp, testConfig, until } from './helpers'
 
 const SECRET = 'vk_abcdef12_Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHdhYmNkZWZnaGlqa2xt'
 
@@ -74,6 +77,25 @@ describe('logging', () => {
       const logger = createLogger(testConfig(env))
       expect(logger.level).toBe(env.NODE_ENV === 'development' ? 'debug' : 'silent')
       await flushLogger(logger)
+    }
+  })
+
+  it('buffers production lines, yet writes a few within the periodic flush and every one at flushLogger', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vireo-log-'))
+    const path = join(dir, 'out.log')
+    try {
+      const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: logDestination(path) })
+      const lines = async () => (await readFile(path, 'utf8').catch(() => '')).split('\n').filter(Boolean)
+      for (let i = 0; i < 3; i++) logger.info({ i }, 'few')
+      // Far below the 4 KiB a write waits for: only the periodic flush can bring them out.
+      await until(async () => (await lines()).length === 3, 5000)
+      for (let i = 0; i < 500; i++) logger.info({ i }, 'many')
+      await flushLogger(logger)
+      const written = await lines()
+      expect(written.length).toBe(503)
+      expect(JSON.parse(written.at(-1)!)).toMatchObject({ msg: 'many', i: 499 })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   })
 
