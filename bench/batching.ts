@@ -1,9 +1,9 @@
 /**
  * Dynamic batching on Silero VAD v5, one frame per request (input [1,512] as bench/raw-worker.ts runs it, state
- * [2,1,128], sr): throughput at concurrency 1, 4 and 16 through the registry, unbatched (`pool.run` straight)
- * and batched (`registry.runRaw`, which goes through the model's dynamic batcher as every client request does),
- * both against raw sessions looping back to back in as many worker threads as the concurrency keeps busy
- * (bench/raw-worker.ts). One registry and one pool serve both paths; rounds alternate raw, unbatched, batched,
+ * [2,1,128], sr): throughput at concurrency 1, 4 and 16, unbatched (`pool.run` on a pool of the same size with
+ * the model loaded, as a model without `batching` runs) and batched (`registry.runRaw`, which goes through the
+ * model's dynamic batcher as every client request does), both against raw sessions looping back to back in as
+ * many worker threads as the concurrency keeps busy (bench/raw-worker.ts). Rounds alternate raw, unbatched, batched,
  * and each figure is the best of BATCH_ROUNDS (the machine is shared: other load only ever slows a round down).
  * Also prints the mean batch the batcher formed.
  *
@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os'
 import pino from 'pino'
 import { loadConfig } from '../src/config'
 import type { BatchEvent } from '../src/inference/batcher'
+import { createPool } from '../src/inference/pool'
 import { configuredBackendOrder, createRegistry } from '../src/inference/registry'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
 import { tone } from '../test/audio/wav-builder'
@@ -39,13 +40,14 @@ export async function benchBatching(): Promise<void> {
   await registry.start()
   const info = registry.get(MODEL)
   if (info.status !== 'ready') throw new Error(`${MODEL} is ${info.status}: ${info.reason}`)
-  const raw = await rawWorkers(
-    workers,
-    new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer()),
-    backend,
-  )
+  const bytes = new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer())
+  const raw = await rawWorkers(workers, bytes, backend)
+  // The registry's pool knows the model by its load's key; a pool of its own keeps the unbatched path plain.
+  const plain = createPool({ size: workers, queueMax: 1024 })
   try {
-    const unbatched = () => registry.pool.run(MODEL, feeds(), { timeoutMs: 10_000 })
+    const loaded = await plain.load({ name: MODEL, bytes, backends: [info.backend!] })
+    if (!loaded.ok) throw new Error(loaded.reason)
+    const unbatched = () => plain.run(MODEL, feeds(), { timeoutMs: 10_000 })
     const batched = () => registry.runRaw(MODEL, feeds(), { timeoutMs: 10_000 })
     // Warm every thread's code paths before measuring: a native session in a fresh worker thread runs a frame in
     // ≈ 1 ms for its first thousand or so runs and ≈ 0.25 ms after 3000 (measured here).
@@ -79,6 +81,7 @@ export async function benchBatching(): Promise<void> {
     console.log(`  ${goal('batched at concurrency 16 ÷ unbatched at 16', figures[16]!.batched / figures[16]!.unbatched, '>=', 2)}`)
   } finally {
     raw.close()
+    await plain.close()
     await registry.stop()
   }
 }

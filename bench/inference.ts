@@ -7,8 +7,8 @@
  *   pool, each beside a raw in-process `session.run` on the backend the server chose (cpu where onnxruntime-node
  *   loads) and on raw WASM, calls interleaved in chunks so drift hits every path alike; INFER_ROUNDS rounds, the
  *   best round's added p50 kept (the one least disturbed by other work on this shared machine);
- * - throughput at concurrency 1, 4 and 16: the pool (and HTTP) against raw sessions looping in as
- *   many worker threads as the concurrency can keep busy (at most one per core, like the pool).
+ * - throughput at concurrency 1, 4 and 16: the pool (and HTTP) against raw sessions on the server's backend looping
+ *   in as many worker threads as the concurrency can keep busy (at most one per core, like the pool).
  *
  * Throughput figures are medians of INFER_ROUNDS rounds, raw and pool alternating.
  *
@@ -139,7 +139,7 @@ export async function benchInference(): Promise<void> {
   // Latency: the server on its own core (startServer pins it), this process on the other.
   const server = await startServer('app', env)
   const pool = createPool({ size: workers, queueMax: 1024 })
-  const raw = await rawWorkers(workers, bytes)
+  let raw: Awaited<ReturnType<typeof rawWorkers>> | undefined
   let throughputServer: Awaited<ReturnType<typeof startServer>> | undefined
   let floor: Awaited<ReturnType<typeof startServer>> | undefined
   try {
@@ -148,6 +148,8 @@ export async function benchInference(): Promise<void> {
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
     const info = (await (await fetch(`${base}/api/v1/models/silero-vad`, { headers })).json()) as { data: { backend: string } }
     const backend = info.data.backend
+    // The throughput baseline runs on the server's backend: raw WASM against a native pool would flatter the pool.
+    raw = await rawWorkers(workers, bytes, backend === 'cpu' ? 'cpu' : 'wasm')
     ort.env.wasm.numThreads = 1
     const wasmSession = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' })
     // As src/inference/worker.ts opens a cpu session: one intra-op thread, sequential.
@@ -279,7 +281,7 @@ export async function benchInference(): Promise<void> {
     await wasmSession.release()
     await cpuSession?.release()
   } finally {
-    raw.close()
+    raw?.close()
     await pool.close()
     await server.stop()
     await floor?.stop()
