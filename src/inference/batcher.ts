@@ -8,7 +8,8 @@ import type { Feeds, RawTensor, TypedArray } from './tensors'
  * (`batching`): the most rows a run may hold, how long a request may wait for company while a worker is free, and
  * the batch axis of every tensor where it is not 0 (`null`: not batched, and equal in every request of a batch,
  * like Silero's `sr`). While every worker is busy, requests gather on their own; so with `max_delay_ms` 0 a lone
- * request never waits, and a loaded model still runs in batches.
+ * request never waits, and a loaded model still runs in batches. A trusted caller may give a request a wait of its
+ * own (`maxDelayMs`): a batch goes once its earliest-due request is due, or once it is full.
  *
  * Each request keeps its own budget, cancellation and error: it leaves its batch's wait at once, its rows of a
  * batch still running are dropped, and when a batched run fails its requests run again one by one, so one bad
