@@ -4,6 +4,24 @@ import { Value } from '@sinclair/typebox/value'
 import { t } from 'elysia'
 import { DATATYPES } from './tensors'
 
+/** A manifest's `batching`, also shown in the model's metadata (`GET /api/v1/models/:name`). */
+export const BatchingSchema = t.Object(
+  {
+    max_batch_size: t.Integer({ minimum: 1, maximum: 4096, description: 'rows one run may hold, summed along the batch axis' }),
+    max_delay_ms: t.Number({
+      minimum: 0,
+      maximum: 1000,
+      description: 'how long a request may wait for company while a worker is free; 0: never wait',
+    }),
+    axes: t.Optional(
+      t.Record(t.String({ minLength: 1 }), t.Union([t.Integer({ minimum: 0 }), t.Null()]), {
+        description: 'batch axis of each input and output where it is not 0; null: not batched, equal in every request of a batch',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'dynamic batching: concurrent compatible requests run as one' },
+)
+
 /** `models/<name>/manifest.json`: what a model folder must say about itself. */
 export const ManifestSchema = t.Object(
   {
@@ -30,24 +48,7 @@ export const ManifestSchema = t.Object(
         { minItems: 1 },
       ),
     ),
-    batching: t.Optional(
-      t.Object(
-        {
-          max_batch_size: t.Integer({ minimum: 1, maximum: 4096, description: 'rows one run may hold, summed along the batch axis' }),
-          max_delay_ms: t.Number({
-            minimum: 0,
-            maximum: 1000,
-            description: 'how long a request may wait for company while a worker is free; 0: never wait',
-          }),
-          axes: t.Optional(
-            t.Record(t.String({ minLength: 1 }), t.Union([t.Integer({ minimum: 0 }), t.Null()]), {
-              description: 'batch axis of each input and output where it is not 0; null: not batched, equal in every request of a batch',
-            }),
-          ),
-        },
-        { additionalProperties: false, description: 'dynamic batching: concurrent compatible requests run as one' },
-      ),
-    ),
+    batching: t.Optional(BatchingSchema),
   },
   { additionalProperties: false },
 )

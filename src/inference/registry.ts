@@ -5,7 +5,7 @@ import type { Config } from '../config'
 import { NotFoundError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
 import { type Batcher, type BatcherOptions, type BatchRunOptions, createBatcher } from './batcher'
-import type { Manifest } from './manifest'
+import { BatchingSchema, type Manifest } from './manifest'
 import { createPool, type Pool, type PoolOptions, type RunResult } from './pool'
 import {
   type DecodedRequest,
@@ -65,6 +65,9 @@ export const ModelInfoSchema = t.Object({
   limits: t.Object({ timeout_ms: t.Integer(), max_timeout_ms: t.Integer(), max_elements: t.Integer() }),
   license: t.Union([t.String(), t.Null()]),
   source: t.Union([t.String(), t.Null()]),
+  batching: t.Union([BatchingSchema, t.Null()], {
+    description: "the manifest's dynamic batching; null when requests run one by one",
+  }),
   versions: t.Array(
     t.Object({
       version: t.Union([t.String(), t.Null()]),
@@ -326,6 +329,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         },
         license: null,
         source: null,
+        batching: null,
       },
     }
   }
@@ -393,6 +397,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       task: manifest.task,
       license: manifest.license,
       source: manifest.source,
+      batching: manifest.batching ?? null,
       limits: { ...entry.info.limits, timeout_ms: timeoutFor(manifest) },
     })
     let bytes: Uint8Array

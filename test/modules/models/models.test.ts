@@ -60,7 +60,12 @@ describe('GET /api/v1/models', () => {
     const json = await body(await t.app.handle(req('/api/v1/models/arith', { headers: bearer(key) })))
     expect(json.data.inputs).toContainEqual({ name: 'x', datatype: 'FP32', shape: [1, 4] })
     expect(json.data.limits.timeout_ms).toBe(2000)
-    expect(json.data).toMatchObject({ backend: expectedBackend, skipped_backends: [] })
+    expect(json.data).toMatchObject({ backend: expectedBackend, skipped_backends: [], batching: null })
+  })
+
+  it("shows a model's dynamic batching as its manifest gives it", async () => {
+    const json = await body(await t.app.handle(req('/api/v1/models/dynbatch', { headers: bearer(key) })))
+    expect(json.data.batching).toEqual({ max_batch_size: 8, max_delay_ms: 20 })
   })
 
   it('answers 404 for an unknown model and 400 for a malformed name', async () => {
