@@ -99,8 +99,11 @@ async function streams(url: string, key: string, n: number, seconds: number, ser
   return { ...(JSON.parse(out.trim().split('\n').at(-1)!) as StreamRun), serverCore }
 }
 
+/** Frames one stream sends per second (one 512-sample frame every 32 ms). */
+const FRAMES_PER_S = 1000 / 32
+
 /** Server CPU per stream frame (µs), worker threads included: its share of a core over the frames sent per second. */
-const usPerFrame = (run: StreamRun) => (run.serverCore * 1e6) / (run.streams * (1000 / 32))
+const usPerFrame = (run: StreamRun) => (run.serverCore * 1e6) / (run.streams * FRAMES_PER_S)
 
 /** Silero alone on this backend, in runs of `batch` frames as the batcher forms them: µs per frame (best of 3). */
 async function rawBatchedUs(session: ort.InferenceSession, batch: number): Promise<number> {
@@ -148,7 +151,7 @@ async function floorOf(run: StreamRun, session: ort.InferenceSession, seconds: n
     `  floor: bare Bun WebSocket peer ${fmt(socket, 1)} µs (p99 ${fmt(bare.p99, 1)} ms) + Silero alone in runs of 64 ${fmt(model, 1)} µs = ${fmt(socket + model, 1)} µs`,
   )
   console.log(
-    `  vireo / floor ${fmt(vireo / (socket + model), 2)}; one core holds at most ≈ ${fmt(1e6 / 31.25 / (socket + model))} streams at the floor, ≈ ${fmt(1e6 / 31.25 / vireo)} at vireo's cost`,
+    `  vireo / floor ${fmt(vireo / (socket + model), 2)}; one core holds at most ≈ ${fmt(1e6 / FRAMES_PER_S / (socket + model))} streams at the floor, ≈ ${fmt(1e6 / FRAMES_PER_S / vireo)} at vireo's cost`,
   )
 }
 
