@@ -664,6 +664,15 @@ export function createRegistry(options: RegistryOptions): Registry {
   }
 
   function describe(model: Model, version?: string): ModelInfo | undefined {
+    // Most models have one version and no load under way: one copy of it, no map and no sort (the hot path of
+    // GET /models/:name).
+    if (model.pending.length === 0 && model.versions.size === 1) {
+      for (const { info } of model.versions.values()) {
+        if ((version ?? model.defaultVersion ?? info.version) !== info.version) break
+        const { status, reason, backend, load_ms } = info
+        return { ...info, versions: [{ version: info.version, status, reason, backend, load_ms }] }
+      }
+    }
     const versions = shown(model)
     const chosen = choose(versions, model.defaultVersion, version)
     if (!chosen) return undefined
