@@ -88,13 +88,14 @@ describe('Kubernetes manifests agree with vireo', () => {
   const runtime = find('ServingRuntime')
   const kserveContainer = runtime.spec.containers[0] as Container
 
-  it('probes the health routes, which answer 200 once the models are ready', async () => {
-    for (const c of [container, kserveContainer]) {
-      expect(c.readinessProbe.httpGet.path).toBe('/api/v1/health/ready')
-      expect(c.livenessProbe.httpGet.path).toBe('/api/v1/health/live')
-    }
+  it('probes the health routes, which answer 200 once the models are ready: /api/v1 for the Deployment, the protocol’s /v2 for KServe', async () => {
+    expect(container.readinessProbe.httpGet.path).toBe('/api/v1/health/ready')
+    expect(container.livenessProbe.httpGet.path).toBe('/api/v1/health/live')
     expect(container.startupProbe?.httpGet.path).toBe('/api/v1/health/ready')
-    for (const path of ['/api/v1/health/ready', '/api/v1/health/live']) expect((await t.app.handle(req(path))).status).toBe(200)
+    expect(kserveContainer.readinessProbe.httpGet.path).toBe('/v2/health/ready')
+    expect(kserveContainer.livenessProbe.httpGet.path).toBe('/v2/health/live')
+    for (const path of ['/api/v1/health/ready', '/api/v1/health/live', '/v2/health/ready', '/v2/health/live'])
+      expect((await t.app.handle(req(path))).status).toBe(200)
   })
 
   it('gives the pod time for preStop, the graceful shutdown (SHUTDOWN_GRACE_MS) and closing, before the kubelet kills it', () => {
