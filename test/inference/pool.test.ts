@@ -83,6 +83,15 @@ describe('inference pool', () => {
     expect(new Set(both.map((r) => r.workerId)).size).toBe(2)
   })
 
+  it('hands a lone caller’s runs to the worker that finished last, whose thread is still awake', async () => {
+    pool = createPool({ size: 2, queueMax: 4 })
+    await pool.load(await arith())
+    const first = await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })
+    const next: number[] = []
+    for (let i = 0; i < 4; i++) next.push((await pool.run('arith', arithFeeds(), { timeoutMs: ENOUGH_MS })).workerId)
+    expect(next).toEqual([first.workerId, first.workerId, first.workerId, first.workerId])
+  })
+
   it('removes a timed-out or aborted request from the queue without touching the workers', async () => {
     pool = createPool({ size: 1, queueMax: 4 })
     await pool.load(await slow())
