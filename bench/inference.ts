@@ -34,6 +34,7 @@ import {
   productionEnv,
   ROOT,
   startServer,
+  threadCpu,
   WebWorker,
 } from './lib'
 
@@ -278,6 +279,31 @@ export async function benchInference(): Promise<void> {
       )
       console.log(`        ${goal('pool/raw', poolRate / rawRate, '>=', 0.8)}`)
     }
+    // Where a pooled frame's CPU goes, from each thread's own counters: the main thread's hand-off, the workers'
+    // time around the run, and the run itself as the workers report it.
+    let runUs = 0
+    const before = threadCpu()
+    await throughput(
+      async () => {
+        const { inferenceMs } = await pooled()
+        runUs += inferenceMs * 1000
+      },
+      16,
+      throughputN,
+    )
+    const spent = [...threadCpu()].map(([thread, t]) => {
+      const was = before.get(thread) ?? { user: 0, system: 0 }
+      return { thread, user: (t.user - was.user) / throughputN, system: (t.system - was.system) / throughputN }
+    })
+    const sum = (rows: typeof spent) =>
+      rows.reduce((a, r) => ({ user: a.user + r.user, system: a.system + r.system }), { user: 0, system: 0 })
+    const main = sum(spent.filter((r) => r.thread.startsWith(`${process.pid}:`)))
+    const inWorkers = sum(spent.filter((r) => r.thread.endsWith(':Worker')))
+    const others = sum(spent.filter((r) => !r.thread.startsWith(`${process.pid}:`) && !r.thread.endsWith(':Worker')))
+    const cpu = (t: { user: number; system: number }) =>
+      `${(t.user + t.system).toFixed(0)} µs (user ${t.user.toFixed(0)}, system ${t.system.toFixed(0)})`
+    console.log(`  CPU per pooled frame at concurrency 16, by thread: main ${cpu(main)}; workers ${cpu(inWorkers)}, of which`)
+    console.log(`    the run itself ${(runUs / throughputN).toFixed(0)} µs; other threads (JIT, GC) ${cpu(others)}`)
     await wasmSession.release()
     await cpuSession?.release()
   } finally {

@@ -3,7 +3,7 @@
  * percentiles and number formatting. Benchmarks print ratios measured side by side in one run,
  * never absolute pass/fail timings: this machine is small and shared.
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -75,6 +75,18 @@ export function cpuSeconds(pid: number): number {
   // Fields after the command name, which may itself hold spaces: utime and stime are the 12th and 13th.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+/** CPU time in µs (user, system) of each thread of this process so far, keyed `tid:name` (/proc/self/task). */
+export function threadCpu(): Map<string, { user: number; system: number }> {
+  const threads = new Map<string, { user: number; system: number }>()
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    threads.set(`${tid}:${name}`, { user: (Number(fields[11]) / CLOCK_TICKS) * 1e6, system: (Number(fields[12]) / CLOCK_TICKS) * 1e6 })
+  }
+  return threads
 }
 
 /** `command` from the repository root, resolved with the stdout line `found` accepts (see test/spawn.ts). */
