@@ -46,31 +46,39 @@ const FLUSH_EVERY_MS = 100
 class LineBatch implements DestinationStream {
   private lines: string[] = []
   private chars = 0
+  /** Lines went to the writer since the timer last flushed it (sonic-boom may hold them below its minimum). */
+  private handed = false
 
   constructor(private readonly sink: ReturnType<typeof pino.destination>) {
-    setInterval(() => this.drain(true), FLUSH_EVERY_MS).unref()
+    setInterval(() => this.tick(), FLUSH_EVERY_MS).unref()
   }
 
   write(line: string): void {
     this.lines.push(line)
     this.chars += line.length
-    if (this.chars >= BATCH_CHARS) this.drain(false)
-  }
-
-  /** Hand the gathered lines to the writer; `now` also writes a batch smaller than its minimum at once. */
-  private drain(now: boolean): void {
-    if (this.chars > 0) {
-      this.sink.write(this.lines.length === 1 ? this.lines[0]! : this.lines.join(''))
-      this.lines = []
-      this.chars = 0
-    }
-    if (now) this.sink.flush()
+    if (this.chars >= BATCH_CHARS) this.drain()
   }
 
   /** Every line so far on its way to the file; `done` once written (pino's `logger.flush` lands here). */
   flush(done: (error?: Error) => void): void {
-    this.drain(false)
+    this.drain()
     this.sink.flush(done)
+  }
+
+  private drain(): void {
+    if (this.chars === 0) return
+    this.sink.write(this.lines.length === 1 ? this.lines[0]! : this.lines.join(''))
+    this.lines = []
+    this.chars = 0
+    this.handed = true
+  }
+
+  /** The periodic flush: an idle service writes nothing at all. */
+  private tick(): void {
+    this.drain()
+    if (!this.handed) return
+    this.handed = false
+    this.sink.flush()
   }
 }
 
