@@ -6,7 +6,8 @@
  * plugin's cost in µs per request, from variants of the app with that one plugin left out, and the cost of Elysia's
  * response-schema check (compiled check vs none vs Elysia's default TypeBox Encode).
  *
- * Every server is its own child process pinned to one core, the load tool (wrk) to another. Variants are measured in
+ * Every server is its own child process pinned to one core, the load tool (wrk) to another; while one is measured,
+ * the others are stopped (SIGSTOP), as their idle timers and threads would take from it. Variants are measured in
  * interleaved rounds, the order rotated each round; the best round of each is kept (the run least disturbed by the
  * other work on this shared machine), the median printed beside it.
  *
@@ -115,8 +116,13 @@ export async function benchStack(): Promise<void> {
       const order = names.map((_, i) => names[(i + round) % names.length]!)
       for (const variant of order) {
         const { pid } = servers.get(variant)!
+        // The other servers share the core; even idle, their timers and threads would take from the one measured.
+        const others = [...servers.values()].filter((server) => server.pid !== pid)
+        for (const other of others) process.kill(other.pid, 'SIGSTOP')
         const cpuBefore = cpuSeconds(pid)
-        const result = await load({ url: url(variant), connections, seconds, headers })
+        const result = await load({ url: url(variant), connections, seconds, headers }).finally(() => {
+          for (const other of others) process.kill(other.pid, 'SIGCONT')
+        })
         const cpu = cpuSeconds(pid) - cpuBefore
         samples.get(variant)!.push({ rps: result.rps, cpuUs: (cpu * 1e6) / result.requests })
         bad += result.bad
