@@ -4,7 +4,8 @@
  *
  * - raw postMessage: a bare worker echoing the feeds by structured clone (the floor the issue measured);
  * - raw transfer: the same with the buffers transferred;
- * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts);
+ * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts), through
+ *   the shared slot (the default) and by postMessage (`sharedSlots: false`);
  * - pool.run, real worker: the real pool and worker on the arith test model and on Silero, with the time the
  *   worker reports for the run itself shown beside it.
  *
@@ -52,22 +53,26 @@ function rawEcho() {
 export async function benchHop(): Promise<void> {
   const n = envInt('HOP_N', 20000)
   const raw = rawEcho()
-  const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: new URL('./echo-worker.ts', import.meta.url) })
+  const echoUrl = new URL('./echo-worker.ts', import.meta.url)
+  const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl })
+  const postedPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl, sharedSlots: false })
   const realPool = createPool({ size: 1, queueMax: 16 })
   const sileroPool = createPool({ size: 1, queueMax: 16 })
   try {
     const echoLoad = await echoPool.load({ name: 'echo', bytes: new Uint8Array(), backends: ['echo'] })
+    const postedLoad = await postedPool.load({ name: 'echo', bytes: new Uint8Array(), backends: ['echo'] })
     const bytes = new Uint8Array(await Bun.file(`${ROOT}test/fixtures/models/arith/model.onnx`).arrayBuffer())
     const realLoad = await realPool.load({ name: 'arith', bytes, backends: ['cpu', 'wasm'] })
     const silero = new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer())
     const sileroLoad = await sileroPool.load({ name: 'silero-vad', bytes: silero, backends: ['cpu', 'wasm'] })
-    if (!echoLoad.ok || !realLoad.ok || !sileroLoad.ok) throw new Error('a pool did not load')
+    if (!echoLoad.ok || !postedLoad.ok || !realLoad.ok || !sileroLoad.ok) throw new Error('a pool did not load')
     const inside: number[] = []
     const insideSilero: number[] = []
     const paths: Record<string, () => Promise<unknown>> = {
       'raw postMessage (structured clone)': () => raw.roundTrip(false),
       'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
       'pool.run, echo worker (no model)': () => echoPool.run('echo', feeds(), { timeoutMs: 10_000 }),
+      'pool.run, echo worker, by postMessage': () => postedPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       [`pool.run, real worker, arith on ${realLoad.backend}`]: async () => {
         const result = await realPool.run('arith', arithFeeds(), { timeoutMs: 10_000 })
         inside.push(result.inferenceMs)
@@ -115,6 +120,7 @@ export async function benchHop(): Promise<void> {
   } finally {
     raw.close()
     await echoPool.close()
+    await postedPool.close()
     await realPool.close()
     await sileroPool.close()
   }

@@ -65,6 +65,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
       workers: () => registry.pool.stats().workers,
       abandonedWorkers: () => registry.pool.stats().abandoned,
       overruns: () => registry.pool.stats(),
+      handoffs: () => registry.pool.stats().handoffs,
       models: () => registry.list(),
       jobs: () => queue.counts(),
     },

@@ -1,6 +1,7 @@
 import { ProcessingError, RateLimitedError, ServiceUnavailableError, TimeoutError, ValidationError } from '../errors'
 import type { Logger } from '../logger'
 import { RunTimes, TerminationBudget, terminationGraceMs, timeoutFloorMs } from './overrun'
+import { type SharedAnswer, SharedSlot, sharedSlotsSupported, TO_POOL, TO_WORKER, toPacket } from './shared-slot'
 import type { Feeds } from './tensors'
 import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
 
@@ -81,6 +82,8 @@ export interface PoolStats {
   abandoned: number
   /** Runs whose caller had gone that finished within their grace: the result was dropped, the worker kept. */
   discarded: number
+  /** Runs handed over through shared memory (see shared-slot.ts), and by postMessage (too large, or no shared memory). */
+  handoffs: { shared: number; posted: number }
   /** Workers terminated (on cpu: abandoned) because a run whose caller had gone outlived its grace. */
   terminations: number
   queueDepth: number
@@ -102,6 +105,8 @@ export interface PoolOptions {
   logger?: Logger
   /** Worker script; tests substitute one that misbehaves. */
   workerUrl?: URL
+  /** Hand runs over through shared memory where the runtime can (default); false: always by postMessage. */
+  sharedSlots?: boolean
   /** Called once per finished request, for metrics. */
   onRun?: (event: RunEvent) => void
 }
@@ -166,6 +171,8 @@ interface Slot {
   /** Its current run is on a backend that terminate() cannot stop (see UNINTERRUPTIBLE_BACKENDS). */
   uninterruptible: boolean
   loadWaiters: Map<string, (report: LoadReport) => void>
+  /** Its shared slot (see shared-slot.ts), when runs go through shared memory. */
+  shared?: SharedSlot
 }
 
 const DEFAULT_WORKER_URL = new URL('./worker.ts', import.meta.url)
@@ -232,6 +239,7 @@ export function createPool(options: PoolOptions): Pool {
     terminationsPerKeyPerMin = 0,
     logger,
     workerUrl = DEFAULT_WORKER_URL,
+    sharedSlots = true,
     onRun,
   } = options
   const slots: Slot[] = []
@@ -242,6 +250,7 @@ export function createPool(options: PoolOptions): Pool {
   const budget = terminationsPerKeyPerMin > 0 ? new TerminationBudget(terminationsPerKeyPerMin) : undefined
   let discarded = 0
   let terminations = 0
+  const handoffs = { shared: 0, posted: 0 }
   let nextSlotId = 1
   let nextJobId = 1
   let crashStreak = 0
@@ -270,10 +279,15 @@ export function createPool(options: PoolOptions): Pool {
       uninterruptible: false,
       loadWaiters: new Map(),
     }
+    // Offered once the worker is up, used once it says it serves it: a worker that does not (a test's stand-in) gets postMessage.
+    const offered = sharedSlots && sharedSlotsSupported ? SharedSlot.create() : undefined
     slots.push(slot)
     worker.addEventListener('message', function onMessage(event: MessageEvent<FromWorker>) {
       const message = event.data
-      if (message.type === 'ready') markReady()
+      if (message.type === 'ready') {
+        if (offered) post(slot, { type: 'attach', buffer: offered.buffer })
+        markReady()
+      } else if (message.type === 'attached') slot.shared = offered
       else if (message.type === 'loaded') {
         const { type: _type, name, ...report } = message
         if (report.ok && slot.loads.has(name)) {
@@ -282,8 +296,7 @@ export function createPool(options: PoolOptions): Pool {
         }
         slot.loadWaiters.get(name)?.(report)
         slot.loadWaiters.delete(name)
-      } else if (abandoned.delete(slot)) slot.worker.terminate()
-      else finish(slot, message)
+      } else answered(slot, message)
     })
     worker.addEventListener('error', function onError(event: ErrorEvent) {
       event.preventDefault()
@@ -295,7 +308,7 @@ export function createPool(options: PoolOptions): Pool {
     // Not part of the Web Worker standard; Bun and Node fire it when a worker exits on its own.
     worker.addEventListener('close', function onClose() {
       // An abandoned worker whose thread ends some other way than by answering is gone all the same.
-      abandoned.delete(slot)
+      if (abandoned.delete(slot)) slot.shared?.wake(TO_POOL)
       crashed(slot, 'the worker exited')
     })
     void bringUp(slot, delayMs)
@@ -340,7 +353,11 @@ export function createPool(options: PoolOptions): Pool {
     slot.dead = true
     for (const job of slot.inflight.values()) clearTimeout(job.graceTimer)
     if (slot.uninterruptible) abandon(slot)
-    else slot.worker.terminate()
+    else {
+      slot.worker.terminate()
+      // A run waiting for its answer in the shared slot stops waiting (see answeredShared).
+      slot.shared?.wake(TO_POOL)
+    }
     slots.splice(slots.indexOf(slot), 1)
     for (const resolve of slot.loadWaiters.values()) resolve({ ok: false, reason: 'the worker stopped while loading', attempts: [] })
     slot.loadWaiters.clear()
@@ -396,6 +413,20 @@ export function createPool(options: PoolOptions): Pool {
       runTimes.set(`${job.kind}:${job.model}`, times)
     }
     times.record(inferenceMs)
+  }
+
+  /** A worker's answer to a run, however it came. An abandoned worker has finished the run it was left with: it goes. */
+  function answered(slot: Slot, message: Extract<FromWorker, { type: 'result' | 'failed' }>): void {
+    if (abandoned.delete(slot)) slot.worker.terminate()
+    else finish(slot, message)
+  }
+
+  /** The shared slot's bell rang: an answer is there, unless it went by postMessage or the worker is gone. */
+  function answeredShared(slot: Slot): void {
+    if (slot.dead && !abandoned.has(slot)) return
+    const { meta, tensors } = slot.shared!.read<SharedAnswer>()
+    if (meta.type === 'posted') return
+    answered(slot, meta.type === 'result' ? { ...meta, outputs: tensors } : meta)
   }
 
   function finish(slot: Slot, message: Extract<FromWorker, { type: 'result' | 'failed' }>): void {
@@ -470,7 +501,18 @@ export function createPool(options: PoolOptions): Pool {
     slot.uninterruptible = UNINTERRUPTIBLE_BACKENDS.has(slot.backends.get(job.model) ?? '')
     const work = job.work!
     job.work = undefined
-    // Before the message is built: it may swap views for arrays of their own.
+    const { shared } = slot
+    if (shared) {
+      const seen = shared.rung(TO_POOL)
+      const packet = toPacket({ ...work, id: job.id, model: job.model })
+      if (shared.send(TO_WORKER, packet.meta, packet.tensors) !== undefined) {
+        handoffs.shared++
+        void shared.wait(TO_POOL, seen).then(() => answeredShared(slot))
+        return
+      }
+    }
+    handoffs.posted++
+    // Before the message is posted: it may swap views for arrays of their own.
     const transfer = transferList(work)
     post(slot, { ...work, id: job.id, model: job.model }, transfer)
   }
@@ -641,6 +683,7 @@ export function createPool(options: PoolOptions): Pool {
       abandoned: abandoned.size,
       discarded,
       terminations,
+      handoffs: { ...handoffs },
       queueDepth: queue.length,
       queueMax,
       workers: slots.map((s) => ({ id: s.id, state: s.state, runs: s.runs, inflight: s.inflight.size, heapBytes: s.heapBytes })),

@@ -6,6 +6,7 @@
  */
 import type * as OrtNode from 'onnxruntime-node'
 import type * as Ort from 'onnxruntime-web'
+import { fromPacket, type SharedAnswer, SharedSlot, type SharedWork, TO_POOL, TO_WORKER } from './shared-slot'
 import type { Feeds, RawTensor } from './tensors'
 import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
 
@@ -31,12 +32,16 @@ export type Work =
   | { type: 'vad-sequence'; inputs: Float32Array; state: Float32Array; sampleRate: number }
 
 export type ToWorker =
+  /** The pool's shared slot for this worker (see shared-slot.ts): runs may then come, and go back, through it. */
+  | { type: 'attach'; buffer: SharedArrayBuffer }
   | { type: 'load'; name: string; bytes: Uint8Array; backends: string[] }
   | { type: 'unload'; name: string }
   | (Work & { id: number; model: string })
 
 export type FromWorker =
   | { type: 'ready' }
+  /** It serves the shared slot it was given: runs may come through it from now on. */
+  | { type: 'attached' }
   | {
       type: 'loaded'
       name: string
@@ -241,11 +246,15 @@ async function vadSequence({ session, lib }: Loaded, inputs: Float32Array, state
   }
 }
 
-async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
+type Reply = (answer: Extract<FromWorker, { id: number }>, transfer?: Transferable[]) => void
+
+const postReply: Reply = (answer, transfer = []) => scope.postMessage(answer, transfer)
+
+async function work(message: Extract<ToWorker, { id: number }>, reply: Reply): Promise<void> {
   const { id, model } = message
   const loaded = sessions.get(model)
   if (!loaded) {
-    scope.postMessage({
+    reply({
       type: 'failed',
       id,
       message: `model "${model}" is not loaded in this worker`,
@@ -262,11 +271,30 @@ async function work(message: Extract<ToWorker, { id: number }>): Promise<void> {
         : await vadSequence(loaded, message.inputs, message.state, message.sampleRate)
     const inferenceMs = performance.now() - started
     const transfer = new Set(Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer))
-    scope.postMessage({ type: 'result', id, outputs, inferenceMs, heapBytes: heapBytes() }, [...transfer])
+    reply({ type: 'result', id, outputs, inferenceMs, heapBytes: heapBytes() }, [...transfer])
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error)
     // Tensors of a 'run' come from the client; a VAD sequence is built by vireo itself, so its failure is vireo's.
-    scope.postMessage({ type: 'failed', id, message: reason, heapBytes: heapBytes(), rejected: message.type === 'run' })
+    reply({ type: 'failed', id, message: reason, heapBytes: heapBytes(), rejected: message.type === 'run' })
+  }
+}
+
+/**
+ * Serve the pool's shared slot: one run at a time comes in on one bell, its answer goes back on the other. An answer
+ * too large for the slot goes by postMessage, and the bell says so, so the pool never waits for it there.
+ */
+async function serveSlot(slot: SharedSlot): Promise<void> {
+  const reply: Reply = (answer, transfer) => {
+    const { outputs, ...meta } = answer.type === 'result' ? answer : { ...answer, outputs: undefined }
+    if (slot.send(TO_POOL, meta, outputs) !== undefined) return
+    postReply(answer, transfer)
+    slot.send(TO_POOL, { type: 'posted' } satisfies SharedAnswer)
+  }
+  let seen = slot.rung(TO_WORKER)
+  for (;;) {
+    await slot.wait(TO_WORKER, seen)
+    seen = slot.rung(TO_WORKER)
+    await work(fromPacket(slot.read<SharedWork>()), reply)
   }
 }
 
@@ -275,8 +303,11 @@ let loading = Promise.resolve()
 
 scope.onmessage = function onWorkerMessage(event) {
   const message = event.data
-  if (message.type === 'run' || message.type === 'vad-sequence') void work(message)
-  else if (message.type === 'load') {
+  if (message.type === 'run' || message.type === 'vad-sequence') void work(message, postReply)
+  else if (message.type === 'attach') {
+    void serveSlot(new SharedSlot(message.buffer))
+    scope.postMessage({ type: 'attached' })
+  } else if (message.type === 'load') {
     loading = loading.then(async () => scope.postMessage(await load(message.name, message.bytes, message.backends)))
   } else if (message.type === 'unload') {
     void sessions.get(message.name)?.session.release()

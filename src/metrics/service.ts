@@ -25,6 +25,8 @@ export interface MetricsCollectors {
   abandonedWorkers?: () => number
   /** Since start: runs whose caller had gone that finished within their grace, and workers terminated for outliving it. */
   overruns?: () => { discarded: number; terminations: number }
+  /** Since start: runs handed to a worker through shared memory and by postMessage (the pool's `stats().handoffs`). */
+  handoffs?: () => { shared: number; posted: number }
   /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
   jobs?: () => Record<string, number> | Promise<Record<string, number>>
 }
@@ -176,6 +178,20 @@ export function createMetrics(options: MetricsOptions = {}) {
       async collect() {
         const read = collect.overruns
         if (read) await guarded('overruns', this, read, (counts: ReturnType<typeof read>) => this.inc(counts.terminations))
+      },
+    }),
+    handoffs: new Counter({
+      name: 'inference_handoffs_total',
+      help: 'Runs handed to a worker, by path: shared (shared memory) or posted (postMessage: too large for the slot, or no shared memory)',
+      labelNames: ['path'] as const,
+      registers,
+      async collect() {
+        const read = collect.handoffs
+        if (read)
+          await guarded('handoffs', this, read, (counts: ReturnType<typeof read>) => {
+            this.inc({ path: 'shared' }, counts.shared)
+            this.inc({ path: 'posted' }, counts.posted)
+          })
       },
     }),
     workerHeap: new Gauge({

@@ -28,13 +28,26 @@ describe('inference pool', () => {
     expect(stats.workers[0]!.heapBytes).toBeGreaterThan(1 << 20)
   })
 
-  it('transfers input buffers instead of copying them', async () => {
+  it('hands runs over through the shared slot, copying the inputs; without it, transfers them', async () => {
     pool = createPool({ size: 1, queueMax: 1 })
     await pool.load(await arith())
     const feeds = arithFeeds()
     const x = feeds.x!.data
-    await pool.run('arith', feeds, { timeoutMs: ENOUGH_MS })
-    expect(x.byteLength).toBe(0)
+    const shared = await pool.run('arith', feeds, { timeoutMs: ENOUGH_MS })
+    expect(shared.outputs.y!.data).toEqual(Float32Array.of(3, 5, 7, 9))
+    expect(shared.outputs.m!.data).toEqual(BigInt64Array.of(2n, 3n))
+    expect(shared.outputs.y!.data.buffer).toBeInstanceOf(ArrayBuffer)
+    expect(x.byteLength).toBe(16)
+    expect(pool.stats().handoffs).toEqual({ shared: 1, posted: 0 })
+    await pool.close()
+
+    pool = createPool({ size: 1, queueMax: 1, sharedSlots: false })
+    await pool.load(await arith())
+    const posted = arithFeeds()
+    const result = await pool.run('arith', posted, { timeoutMs: ENOUGH_MS })
+    expect(result.outputs.y!.data).toEqual(Float32Array.of(3, 5, 7, 9))
+    expect(posted.x!.data.byteLength).toBe(0)
+    expect(pool.stats().handoffs).toEqual({ shared: 0, posted: 1 })
   })
 
   it('answers 503 with Retry-After once the wait queue is full', async () => {

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test'
 import { ProcessingError, TimeoutError } from '../../src/errors'
 import { createPool, type Pool } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
+import { SHARED_SLOT_BYTES } from '../../src/inference/shared-slot'
 import { packVadBatch, SILERO_FRAME, SILERO_INPUT, SILERO_STATE, SileroWindow, unpackVadBatch } from '../../src/inference/vad-batch'
 import { arithFeeds, backendOrder, ENOUGH_MS, FIXTURES, MODELS, modelBytes, registryConfig, silent, timed, until } from './helpers'
 
@@ -53,9 +54,30 @@ describe('VAD sequences in the pool', () => {
     expect(maxDiff(outputs.output!.data as Float32Array, probs)).toBeLessThan(1e-6)
     expect(maxDiff(outputs.stateN!.data as Float32Array, state)).toBeLessThan(1e-6)
     expect(Math.max(...probs) - Math.min(...probs)).toBeGreaterThan(0.1)
-    // The inputs were transferred, not copied; the sequence counts as one run of its worker.
-    expect(inputs.byteLength).toBe(0)
+    // Every call went through the shared slot; the sequence counts as one run of its worker.
+    expect(pool.stats().handoffs).toEqual({ shared: n + 1, posted: 0 })
     expect(pool.stats().workers.find((w) => w.id === workerId)!.runs).toBe(n + 1)
+  })
+
+  it('sends a sequence too large for the shared slot by postMessage, with the same results', async () => {
+    pool = createPool({ size: 1, queueMax: 4 })
+    await pool.load(await silero())
+    const n = Math.ceil(SHARED_SLOT_BYTES / (SILERO_INPUT * 4)) + 10
+    const inputs = windowed(n)
+    const whole = await pool.runVadSequence('silero-vad', inputs.slice(), new Float32Array(SILERO_STATE), { timeoutMs: ENOUGH_MS })
+    expect(pool.stats().handoffs).toEqual({ shared: 0, posted: 1 })
+    // The same frames in two halves that fit, the state carried between them.
+    const half = Math.floor(n / 2) * SILERO_INPUT
+    const first = await pool.runVadSequence('silero-vad', inputs.slice(0, half), new Float32Array(SILERO_STATE), {
+      timeoutMs: ENOUGH_MS,
+    })
+    const second = await pool.runVadSequence('silero-vad', inputs.slice(half), first.outputs.stateN!.data as Float32Array, {
+      timeoutMs: ENOUGH_MS,
+    })
+    expect(pool.stats().handoffs).toEqual({ shared: 2, posted: 1 })
+    const halves = [...(first.outputs.output!.data as Float32Array), ...(second.outputs.output!.data as Float32Array)]
+    expect(maxDiff(whole.outputs.output!.data as Float32Array, halves)).toBeLessThan(1e-6)
+    expect(maxDiff(whole.outputs.stateN!.data as Float32Array, [...(second.outputs.stateN!.data as Float32Array)])).toBeLessThan(1e-6)
   })
 
   it('times out a long sequence, replaces its worker and serves the next one', async () => {
