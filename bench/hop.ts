@@ -6,8 +6,8 @@
  * - raw transfer: the same with the buffers transferred;
  * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts), through
  *   the shared slot (the default) and by postMessage (`sharedSlots: false`);
- * - pool.run, real worker: the real pool and worker on the arith test model and on Silero, with the time the
- *   worker reports for the run itself shown beside it.
+ * - pool.run, real worker: the real pool and worker on the arith test model and on Silero (Silero also by
+ *   postMessage), with the time the worker reports for the run itself shown beside it.
  *
  * Paths are interleaved in chunks so a noisy moment hits all of them.
  *
@@ -58,6 +58,7 @@ export async function benchHop(): Promise<void> {
   const postedPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl, sharedSlots: false })
   const realPool = createPool({ size: 1, queueMax: 16 })
   const sileroPool = createPool({ size: 1, queueMax: 16 })
+  const sileroPosted = createPool({ size: 1, queueMax: 16, sharedSlots: false })
   try {
     const echoLoad = await echoPool.load({ name: 'echo', bytes: new Uint8Array(), backends: ['echo'] })
     const postedLoad = await postedPool.load({ name: 'echo', bytes: new Uint8Array(), backends: ['echo'] })
@@ -65,9 +66,11 @@ export async function benchHop(): Promise<void> {
     const realLoad = await realPool.load({ name: 'arith', bytes, backends: ['cpu', 'wasm'] })
     const silero = new Uint8Array(await Bun.file(`${ROOT}models/silero-vad/silero_vad_v5.onnx`).arrayBuffer())
     const sileroLoad = await sileroPool.load({ name: 'silero-vad', bytes: silero, backends: ['cpu', 'wasm'] })
-    if (!echoLoad.ok || !postedLoad.ok || !realLoad.ok || !sileroLoad.ok) throw new Error('a pool did not load')
+    const postedSileroLoad = await sileroPosted.load({ name: 'silero-vad', bytes: silero, backends: ['cpu', 'wasm'] })
+    if (!echoLoad.ok || !postedLoad.ok || !realLoad.ok || !sileroLoad.ok || !postedSileroLoad.ok) throw new Error('a pool did not load')
     const inside: number[] = []
     const insideSilero: number[] = []
+    const insidePosted: number[] = []
     const paths: Record<string, () => Promise<unknown>> = {
       'raw postMessage (structured clone)': () => raw.roundTrip(false),
       'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
@@ -81,11 +84,16 @@ export async function benchHop(): Promise<void> {
         const result = await sileroPool.run('silero-vad', feeds(), { timeoutMs: 10_000 })
         insideSilero.push(result.inferenceMs)
       },
+      [`pool.run, real worker, Silero, by postMessage`]: async () => {
+        const result = await sileroPosted.run('silero-vad', feeds(), { timeoutMs: 10_000 })
+        insidePosted.push(result.inferenceMs)
+      },
     }
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((k) => [k, []]))
     for (const run of Object.values(paths)) for (let i = 0; i < 2000; i++) await run()
     inside.length = 0
     insideSilero.length = 0
+    insidePosted.length = 0
     const chunk = 500
     for (let done = 0; done < n; done += chunk) {
       for (const [name, run] of Object.entries(paths)) {
@@ -108,6 +116,7 @@ export async function benchHop(): Promise<void> {
     for (const [label, xs] of [
       ['arith', inside],
       ['Silero', insideSilero],
+      ['Silero (by postMessage)', insidePosted],
     ] as const) {
       const run = sorted(xs.map((ms) => ms * 1000))
       console.log(
@@ -115,6 +124,10 @@ export async function benchHop(): Promise<void> {
       )
     }
     const poolP50 = p50s['pool.run, echo worker (no model)']!
+    console.log(
+      `  shared slot over postMessage at p50: echo ${(poolP50 / p50s['pool.run, echo worker, by postMessage']!).toFixed(2)}×, ` +
+        `Silero ${(p50s[`pool.run, real worker, Silero on ${sileroLoad.backend}`]! / p50s['pool.run, real worker, Silero, by postMessage']!).toFixed(2)}×`,
+    )
     console.log(`  pool over raw structured clone at p50: ${(poolP50 / p50s['raw postMessage (structured clone)']!).toFixed(2)}×`)
     console.log(`  ${goal('pool round trip p50 (echo worker), µs:', poolP50, '<=', 50, 0)}`)
   } finally {
@@ -123,5 +136,6 @@ export async function benchHop(): Promise<void> {
     await postedPool.close()
     await realPool.close()
     await sileroPool.close()
+    await sileroPosted.close()
   }
 }

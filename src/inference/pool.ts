@@ -162,7 +162,9 @@ interface Slot {
   doneAt: number
   heapBytes: number
   inflight: Map<number, Job>
+  /** Settled once the worker says it is up, or once it is gone (then every load waiting on it fails at once). */
   ready: Promise<void>
+  markReady: () => void
   loads: Map<string, Promise<LoadReport>>
   /** Models whose session is up in this worker; only these may be run here. */
   loaded: Set<string>
@@ -273,6 +275,7 @@ export function createPool(options: PoolOptions): Pool {
       ready: new Promise((resolve) => {
         markReady = resolve
       }),
+      markReady: () => markReady(),
       loads: new Map(),
       loaded: new Set(),
       backends: new Map(),
@@ -359,6 +362,8 @@ export function createPool(options: PoolOptions): Pool {
       slot.shared?.wake(TO_POOL)
     }
     slots.splice(slots.indexOf(slot), 1)
+    // A worker that died before saying it was up (its script failed to load) must not leave loads waiting for ever.
+    slot.markReady()
     for (const resolve of slot.loadWaiters.values()) resolve({ ok: false, reason: 'the worker stopped while loading', attempts: [] })
     slot.loadWaiters.clear()
   }

@@ -127,8 +127,9 @@ describe('cpu (onnxruntime-node) and wasm (onnxruntime-web) give the same answer
 async function workerWithoutNativeBinary(): Promise<{ url: URL; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'vireo-no-native-'))
   await mkdir(join(dir, 'src/inference'), { recursive: true })
-  // worker.ts imports only types from tensors.ts; vad-batch.ts is its one other module.
-  for (const file of ['worker.ts', 'vad-batch.ts']) await cp(join(ROOT, 'src/inference', file), join(dir, 'src/inference', file))
+  // worker.ts imports only types from tensors.ts; vad-batch.ts and shared-slot.ts are its other modules.
+  for (const file of ['worker.ts', 'vad-batch.ts', 'shared-slot.ts'])
+    await cp(join(ROOT, 'src/inference', file), join(dir, 'src/inference', file))
   await mkdir(join(dir, 'node_modules'))
   for (const pkg of ['onnxruntime-web', 'onnxruntime-common'])
     await symlink(join(ROOT, 'node_modules', pkg), join(dir, 'node_modules', pkg))

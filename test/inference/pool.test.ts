@@ -248,6 +248,13 @@ describe('inference pool', () => {
     expect(pool.stats().workers).toHaveLength(1)
   })
 
+  it('fails a load, rather than waiting for ever, when its workers die before they are up', async () => {
+    pool = createPool({ size: 1, queueMax: 4, workerUrl: new URL('./broken-worker.ts', import.meta.url) })
+    const report = await pool.load(await arith())
+    expect(report.ok).toBe(false)
+    expect(report.ok ? '' : report.reason).toContain('the worker stopped while loading')
+  })
+
   it('reports a model that cannot load and keeps serving the others', async () => {
     pool = createPool({ size: 1, queueMax: 4 })
     const report = await pool.load({ name: 'corrupt', bytes: await modelBytes(`${FIXTURES}corrupt/model.onnx`), backends: ['wasm'] })
