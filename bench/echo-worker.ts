@@ -5,7 +5,7 @@
  * trip through it costs the pool's bookkeeping and the hand-off, nothing else.
  */
 import { fromPacket, SharedSlot, type SharedWork, TO_POOL, TO_WORKER } from '../src/inference/shared-slot'
-import type { FromWorker, ToWorker } from '../src/inference/worker'
+import type { FromWorker, ToWorker } from '../src/inference/worker-messages'
 
 interface Scope {
   onmessage: ((event: MessageEvent<ToWorker>) => void) | null

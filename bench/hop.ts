@@ -84,7 +84,7 @@ export async function benchHop(): Promise<void> {
         const result = await sileroPool.run('silero-vad', feeds(), { timeoutMs: 10_000 })
         insideSilero.push(result.inferenceMs)
       },
-      [`pool.run, real worker, Silero, by postMessage`]: async () => {
+      'pool.run, real worker, Silero, by postMessage': async () => {
         const result = await sileroPosted.run('silero-vad', feeds(), { timeoutMs: 10_000 })
         insidePosted.push(result.inferenceMs)
       },

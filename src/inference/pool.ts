@@ -3,7 +3,7 @@ import type { Logger } from '../logger'
 import { RunTimes, TerminationBudget, terminationGraceMs, timeoutFloorMs } from './overrun'
 import { type SharedAnswer, SharedSlot, sharedSlotsSupported, TO_POOL, TO_WORKER, toPacket } from './shared-slot'
 import type { Feeds } from './tensors'
-import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker'
+import type { BackendAttempt, FromWorker, ToWorker, WireTensorInfo, Work } from './worker-messages'
 
 /**
  * A fixed number of inference workers, each running one request at a time. Requests beyond the free

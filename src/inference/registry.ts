@@ -20,7 +20,7 @@ import {
 } from './tensors'
 import { SILERO_INPUT, SILERO_STATE } from './vad-batch'
 import { compareVersions, type FoundModel, type FoundVersion, scanModel, scanModels } from './versions'
-import type { WireTensorInfo } from './worker'
+import type { WireTensorInfo } from './worker-messages'
 
 /**
  * The models this process serves: found in MODELS_DIR, loaded into every pool worker, warmed

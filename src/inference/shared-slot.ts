@@ -1,5 +1,5 @@
 import type { Feeds, RawTensor, TypedArray } from './tensors'
-import type { FromWorker, ToWorker, Work } from './worker'
+import type { FromWorker, ToWorker, Work } from './worker-messages'
 
 /**
  * The hand-off between the pool and one worker without postMessage: a SharedArrayBuffer both threads see, holding

@@ -127,7 +127,7 @@ describe('cpu (onnxruntime-node) and wasm (onnxruntime-web) give the same answer
 async function workerWithoutNativeBinary(): Promise<{ url: URL; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'vireo-no-native-'))
   await mkdir(join(dir, 'src/inference'), { recursive: true })
-  // worker.ts imports only types from tensors.ts; vad-batch.ts and shared-slot.ts are its other modules.
+  // worker.ts imports only types from tensors.ts and worker-messages.ts; vad-batch.ts and shared-slot.ts are its other modules.
   for (const file of ['worker.ts', 'vad-batch.ts', 'shared-slot.ts'])
     await cp(join(ROOT, 'src/inference', file), join(dir, 'src/inference', file))
   await mkdir(join(dir, 'node_modules'))
