@@ -4,6 +4,7 @@
  *
  * - raw postMessage: a bare worker echoing the feeds by structured clone (the floor the issue measured);
  * - raw transfer: the same with the buffers transferred;
+ * - raw Atomics: a bare worker echoing the feeds' bytes through a SharedArrayBuffer, woken by Atomics both ways;
  * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts), through
  *   the shared slot (the default) and by postMessage (`sharedSlots: false`);
  * - pool.run, real worker: the real pool and worker on the arith test model and on Silero (Silero also by
@@ -20,6 +21,7 @@ import { col, envInt, goal, percentile, ROOT, WebWorker } from './lib'
 
 const samples = tone(220, 16000, SILERO_INPUT / 16000, 0.3)
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
+const FEED_BYTES = Object.values(feeds()).reduce((n, t) => n + t.data.byteLength, 0)
 const arithFeeds = () => ({
   x: { type: 'float32' as const, data: Float32Array.of(1, 2, 3, 4), dims: [1, 4] },
   n: { type: 'int64' as const, data: BigInt64Array.of(1n, 2n), dims: [1, 2] },
@@ -50,9 +52,57 @@ function rawEcho() {
   }
 }
 
+// The bare form of the pool's shared slot: bytes copied out and back in, the bells at Int32 0 (to the worker) and 1 (back).
+const ATOMICS_ECHO = `
+onmessage = async (event) => {
+  const bells = new Int32Array(event.data, 0, 2)
+  const area = new Uint8Array(event.data, 8)
+  let seen = 0
+  for (;;) {
+    const wait = Atomics.waitAsync(bells, 0, seen)
+    if (wait.async) await wait.value
+    const now = Atomics.load(bells, 0)
+    if (now === seen) continue
+    seen = now
+    area.set(area.slice(0, ${FEED_BYTES}))
+    Atomics.store(bells, 1, seen)
+    Atomics.notify(bells, 1)
+  }
+}
+`
+
+function atomicsEcho() {
+  const url = URL.createObjectURL(new Blob([ATOMICS_ECHO], { type: 'application/javascript' }))
+  const worker = new WebWorker(url)
+  const buffer = new SharedArrayBuffer(8 + FEED_BYTES)
+  const bells = new Int32Array(buffer, 0, 2)
+  const area = new Uint8Array(buffer, 8)
+  worker.postMessage(buffer)
+  let sent = 0
+  return {
+    async roundTrip(): Promise<void> {
+      let offset = 0
+      for (const tensor of Object.values(feeds())) {
+        const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength)
+        area.set(bytes, offset)
+        offset += bytes.byteLength
+      }
+      Atomics.store(bells, 0, ++sent)
+      Atomics.notify(bells, 0)
+      while (Atomics.load(bells, 1) !== sent) {
+        const wait = Atomics.waitAsync(bells, 1, sent - 1)
+        if (wait.async) await wait.value
+      }
+      area.slice(0, offset)
+    },
+    close: () => worker.terminate(),
+  }
+}
+
 export async function benchHop(): Promise<void> {
   const n = envInt('HOP_N', 20000)
   const raw = rawEcho()
+  const atomics = atomicsEcho()
   const echoUrl = new URL('./echo-worker.ts', import.meta.url)
   const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl })
   const postedPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl, sharedSlots: false })
@@ -74,6 +124,7 @@ export async function benchHop(): Promise<void> {
     const paths: Record<string, () => Promise<unknown>> = {
       'raw postMessage (structured clone)': () => raw.roundTrip(false),
       'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
+      'raw Atomics (bytes through shared memory)': () => atomics.roundTrip(),
       'pool.run, echo worker (no model)': () => echoPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       'pool.run, echo worker, by postMessage': () => postedPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       [`pool.run, real worker, arith on ${realLoad.backend}`]: async () => {
@@ -132,6 +183,7 @@ export async function benchHop(): Promise<void> {
     console.log(`  ${goal('pool round trip p50 (echo worker), µs:', poolP50, '<=', 50, 0)}`)
   } finally {
     raw.close()
+    atomics.close()
     await echoPool.close()
     await postedPool.close()
     await realPool.close()
