@@ -131,6 +131,11 @@ describe('metrics content', () => {
     expect(series(text, 'inference_workers_abandoned')).toBe(0)
     expect(series(text, 'inference_worker_terminations_total')).toBe(0)
     expect(series(text, 'inference_runs_discarded_total')).toBe(0)
+    // The run above went through the shared slot; health probes may add runs after the scrape, never remove them.
+    const handoffs = t.deps.registry.pool.stats().handoffs
+    expect(series(text, 'inference_handoffs_total', { path: 'shared' })).toBeGreaterThanOrEqual(1)
+    expect(series(text, 'inference_handoffs_total', { path: 'shared' })).toBeLessThanOrEqual(handoffs.shared)
+    expect(series(text, 'inference_handoffs_total', { path: 'posted' })).toBeLessThanOrEqual(handoffs.posted)
     expect(series(text, 'inference_duration_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
     expect(series(text, 'inference_queue_wait_seconds_count', { model: 'arith' })).toBeGreaterThanOrEqual(1)
   })
