@@ -22,6 +22,17 @@ const BENCHMARKS = {
 } as const
 type Name = keyof typeof BENCHMARKS
 
+// Bun's allocator reads MIMALLOC_PURGE_DELAY once, as it starts: every benchmark, and every server it starts (they
+// inherit this environment), runs with the setting of the image and of `bun run start` (README, "Memory allocator")
+// unless the caller chose one (`MIMALLOC_PURGE_DELAY=100` is mimalloc's own default).
+if (process.env.MIMALLOC_PURGE_DELAY === undefined) {
+  const again = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+    env: { ...process.env, MIMALLOC_PURGE_DELAY: '-1' },
+    stdio: ['inherit', 'inherit', 'inherit'],
+  })
+  process.exit(await again.exited)
+}
+
 const isName = (value: string): value is Name => Object.hasOwn(BENCHMARKS, value)
 const path = (name: Name) => join(ROOT, 'bench', BENCHMARKS[name].file)
 
@@ -42,6 +53,7 @@ if (chosen !== undefined) {
     console.error(`usage: bun bench/index.ts [${Object.keys(BENCHMARKS).join('|')}]`)
     process.exit(2)
   }
+  console.log(`(Bun's allocator: MIMALLOC_PURGE_DELAY=${process.env.MIMALLOC_PURGE_DELAY})`)
   await runHere(chosen)
   // Pools, timers and sockets a benchmark leaves open must not keep the run alive.
   process.exit(0)

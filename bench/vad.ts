@@ -190,7 +190,7 @@ export async function benchVad(): Promise<void> {
       executionProviders: [BACKEND],
       ...(BACKEND === 'cpu' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}),
     })
-    // VAD_PARTS=streams skips the file figures (RTF and memory) when only the stream figures are wanted.
+    // VAD_PARTS=streams skips the file figures (RTF and memory), VAD_PARTS=files the streams.
     if (process.env.VAD_PARTS !== 'streams') {
       console.log(
         `vad on backend ${BACKEND} (INFERENCE_BACKENDS=${process.env.INFERENCE_BACKENDS ?? ''}); ${pinningNote()}; load average ${loadavg()
@@ -224,8 +224,14 @@ export async function benchVad(): Promise<void> {
       const tenMs = await post(tenMinutes)
       clearInterval(sampler)
       console.log(`10-minute file (${mib(tenMinutes.length)} upload): ${fmt(tenMs)} ms, RTF ${fmt(tenMs / 600000, 4)}`)
-      console.log(`  server RSS before ${mib(before.rss)}, highest while segmenting ${mib(during)} (+${mib(during - before.rss)})`)
+      // What stays once the answer is out: the allocator's setting (README, "Memory allocator") decides it.
+      await Bun.sleep(2000)
+      const after = peakRss(server.pid).rss
+      console.log(
+        `  server RSS before ${mib(before.rss)}, highest while segmenting ${mib(during)} (+${mib(during - before.rss)}), 2 s after ${mib(after)} (+${mib(after - before.rss)})`,
+      )
     }
+    if (process.env.VAD_PARTS === 'files') return
     const wsUrl = `${server.url.replace(/^http/, 'ws').replace(/\/$/, '')}/api/v1/audio/vad/stream`
     const seconds = envInt('BENCH_VAD_STREAM_S', 6)
     console.log(
