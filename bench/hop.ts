@@ -4,7 +4,9 @@
  *
  * - raw postMessage: a bare worker echoing the feeds by structured clone (the floor the issue measured);
  * - raw transfer: the same with the buffers transferred;
- * - raw Atomics: a bare worker echoing the feeds' bytes through a SharedArrayBuffer, woken by Atomics both ways;
+ * - raw Atomics: a bare worker echoing the feeds' bytes through a SharedArrayBuffer, woken by Atomics both ways; and
+ *   the same with the worker busy 120 or 250 µs before it answers (a model run's length), so the main thread sleeps
+ *   that long: what waking a thread costs after a short and a long sleep;
  * - pool.run: the real pool around a worker that echoes instead of running a model (bench/echo-worker.ts), through
  *   the shared slot (the default) and by postMessage (`sharedSlots: false`);
  * - pool.run, real worker: the real pool and worker on the arith test model and on Silero (Silero also by
@@ -53,10 +55,12 @@ function rawEcho() {
 }
 
 // The bare form of the pool's shared slot: bytes copied out and back in, the bells at Int32 0 (to the worker) and 1 (back).
+// With busyUs the worker spins that long before it answers, as a model run would, so the main thread sleeps meanwhile.
 const ATOMICS_ECHO = `
 onmessage = async (event) => {
-  const bells = new Int32Array(event.data, 0, 2)
-  const area = new Uint8Array(event.data, 8)
+  const { buffer, busyUs } = event.data
+  const bells = new Int32Array(buffer, 0, 2)
+  const area = new Uint8Array(buffer, 8)
   let seen = 0
   for (;;) {
     const wait = Atomics.waitAsync(bells, 0, seen)
@@ -64,6 +68,8 @@ onmessage = async (event) => {
     const now = Atomics.load(bells, 0)
     if (now === seen) continue
     seen = now
+    const until = performance.now() + busyUs / 1000
+    while (performance.now() < until) {}
     area.set(area.slice(0, ${FEED_BYTES}))
     Atomics.store(bells, 1, seen)
     Atomics.notify(bells, 1)
@@ -71,13 +77,13 @@ onmessage = async (event) => {
 }
 `
 
-function atomicsEcho() {
+function atomicsEcho(busyUs = 0) {
   const url = URL.createObjectURL(new Blob([ATOMICS_ECHO], { type: 'application/javascript' }))
   const worker = new WebWorker(url)
   const buffer = new SharedArrayBuffer(8 + FEED_BYTES)
   const bells = new Int32Array(buffer, 0, 2)
   const area = new Uint8Array(buffer, 8)
-  worker.postMessage(buffer)
+  worker.postMessage({ buffer, busyUs })
   let sent = 0
   return {
     async roundTrip(): Promise<void> {
@@ -103,6 +109,8 @@ export async function benchHop(): Promise<void> {
   const n = envInt('HOP_N', 20000)
   const raw = rawEcho()
   const atomics = atomicsEcho()
+  // A thread that has slept longer than ≈ 150–170 µs wakes ≈ 30 µs slower on this VM: a model run's length.
+  const busy = [120, 250].map((us) => ({ us, echo: atomicsEcho(us) }))
   const echoUrl = new URL('./echo-worker.ts', import.meta.url)
   const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl })
   const postedPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl, sharedSlots: false })
@@ -125,6 +133,7 @@ export async function benchHop(): Promise<void> {
       'raw postMessage (structured clone)': () => raw.roundTrip(false),
       'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
       'raw Atomics (bytes through shared memory)': () => atomics.roundTrip(),
+      ...Object.fromEntries(busy.map(({ us, echo }) => [`raw Atomics, worker busy ${us} µs first`, () => echo.roundTrip()])),
       'pool.run, echo worker (no model)': () => echoPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       'pool.run, echo worker, by postMessage': () => postedPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       [`pool.run, real worker, arith on ${realLoad.backend}`]: async () => {
@@ -179,11 +188,16 @@ export async function benchHop(): Promise<void> {
       `  shared slot over postMessage at p50: echo ${(poolP50 / p50s['pool.run, echo worker, by postMessage']!).toFixed(2)}×, ` +
         `Silero ${(p50s[`pool.run, real worker, Silero on ${sileroLoad.backend}`]! / p50s['pool.run, real worker, Silero, by postMessage']!).toFixed(2)}×`,
     )
+    const wake = busy.map(({ us }) => `${(p50s[`raw Atomics, worker busy ${us} µs first`]! - us).toFixed(0)} µs after ${us} µs asleep`)
+    console.log(
+      `  bare Atomics round trip less the worker's busy time, p50: ${wake.join(', ')} (${p50s['raw Atomics (bytes through shared memory)']!.toFixed(0)} µs with none)`,
+    )
     console.log(`  pool over raw structured clone at p50: ${(poolP50 / p50s['raw postMessage (structured clone)']!).toFixed(2)}×`)
     console.log(`  ${goal('pool round trip p50 (echo worker), µs:', poolP50, '<=', 50, 0)}`)
   } finally {
     raw.close()
     atomics.close()
+    for (const { echo } of busy) echo.close()
     await echoPool.close()
     await postedPool.close()
     await realPool.close()
