@@ -110,7 +110,7 @@ export async function benchHop(): Promise<void> {
   const raw = rawEcho()
   const atomics = atomicsEcho()
   // A thread that has slept longer than ≈ 150–170 µs wakes ≈ 30 µs slower on this VM: a model run's length.
-  const busy = [120, 250].map((us) => ({ us, echo: atomicsEcho(us) }))
+  const busy = [120, 250].map((us) => ({ us, label: `raw Atomics, worker busy ${us} µs first`, echo: atomicsEcho(us) }))
   const echoUrl = new URL('./echo-worker.ts', import.meta.url)
   const echoPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl })
   const postedPool = createPool({ size: 1, queueMax: 16, workerUrl: echoUrl, sharedSlots: false })
@@ -133,7 +133,7 @@ export async function benchHop(): Promise<void> {
       'raw postMessage (structured clone)': () => raw.roundTrip(false),
       'raw postMessage (buffers transferred)': () => raw.roundTrip(true),
       'raw Atomics (bytes through shared memory)': () => atomics.roundTrip(),
-      ...Object.fromEntries(busy.map(({ us, echo }) => [`raw Atomics, worker busy ${us} µs first`, () => echo.roundTrip()])),
+      ...Object.fromEntries(busy.map(({ label, echo }) => [label, () => echo.roundTrip()])),
       'pool.run, echo worker (no model)': () => echoPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       'pool.run, echo worker, by postMessage': () => postedPool.run('echo', feeds(), { timeoutMs: 10_000 }),
       [`pool.run, real worker, arith on ${realLoad.backend}`]: async () => {
@@ -188,7 +188,7 @@ export async function benchHop(): Promise<void> {
       `  shared slot over postMessage at p50: echo ${(poolP50 / p50s['pool.run, echo worker, by postMessage']!).toFixed(2)}×, ` +
         `Silero ${(p50s[`pool.run, real worker, Silero on ${sileroLoad.backend}`]! / p50s['pool.run, real worker, Silero, by postMessage']!).toFixed(2)}×`,
     )
-    const wake = busy.map(({ us }) => `${(p50s[`raw Atomics, worker busy ${us} µs first`]! - us).toFixed(0)} µs after ${us} µs asleep`)
+    const wake = busy.map(({ us, label }) => `${(p50s[label]! - us).toFixed(0)} µs after ${us} µs asleep`)
     console.log(
       `  bare Atomics round trip less the worker's busy time, p50: ${wake.join(', ')} (${p50s['raw Atomics (bytes through shared memory)']!.toFixed(0)} µs with none)`,
     )
