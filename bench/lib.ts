@@ -77,11 +77,11 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
 }
 
-/** CPU time in µs (user, system) of each thread of this process so far, keyed `tid:name` (/proc/self/task). */
-export function threadCpu(): Map<string, { user: number; system: number }> {
+/** CPU time in µs (user, system) of each thread of a process (this one by default) so far, keyed `tid:name` (/proc). */
+export function threadCpu(pid: number | 'self' = 'self'): Map<string, { user: number; system: number }> {
   const threads = new Map<string, { user: number; system: number }>()
-  for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     threads.set(`${tid}:${name}`, { user: (Number(fields[11]) / CLOCK_TICKS) * 1e6, system: (Number(fields[12]) / CLOCK_TICKS) * 1e6 })

@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-web'
 import { readAudioInfo, readWavInfo } from '../src/audio/decode'
 import { frames16k } from '../src/audio/detect'
 import { SileroWindow } from '../src/inference/vad-batch'
-import { benchKey, cpuSeconds, envInt, fmt, goal, mib, pinned, pinningNote, productionEnv, ROOT, startServer } from './lib'
+import { benchKey, cpuSeconds, envInt, fmt, goal, mib, pinned, pinningNote, productionEnv, ROOT, startServer, threadCpu } from './lib'
 
 const LONG = join(ROOT, 'test/fixtures/audio/speech_16k_mono_s16_long.wav')
 
@@ -82,11 +82,26 @@ interface StreamRun {
   generatorCore: number
   /** Share of one core the server used over the attempt, connecting included (so a slight overestimate). */
   serverCore: number
+  /** µs of server CPU per frame sent, by thread, connecting included. */
+  split: { main: number; workers: number; other: number }
+}
+
+/** CPU µs of a process's threads since `before`: its main thread (tid = pid), its inference workers, the rest. */
+function threadsSince(pid: number, before: ReturnType<typeof threadCpu>): { main: number; workers: number; other: number } {
+  const spent = { main: 0, workers: 0, other: 0 }
+  for (const [thread, t] of threadCpu(pid)) {
+    const was = before.get(thread) ?? { user: 0, system: 0 }
+    const us = t.user + t.system - was.user - was.system
+    if (thread.startsWith(`${pid}:`)) spent.main += us
+    else if (thread.endsWith(':Worker')) spent.workers += us
+    else spent.other += us
+  }
+  return spent
 }
 
 /** N streams at real-time pace through bench/vad-streams.ts, in its own process on the load core. */
 async function streams(url: string, key: string, n: number, seconds: number, serverPid: number): Promise<StreamRun> {
-  const [cpu0, t0] = [cpuSeconds(serverPid), performance.now()]
+  const [cpu0, t0, threads0] = [cpuSeconds(serverPid), performance.now(), threadCpu(serverPid)]
   const child = Bun.spawn(pinned(['bun', join(ROOT, 'bench/vad-streams.ts'), url, key, String(n), String(seconds)], 'load'), {
     cwd: ROOT,
     stdout: 'pipe',
@@ -96,7 +111,10 @@ async function streams(url: string, key: string, n: number, seconds: number, ser
   if (code !== 0) throw new Error(`bench/vad-streams.ts ${n} exited ${code}: ${out.slice(-500)}`)
   // Share of a core the server used over the whole attempt (connecting included): near 1 means its core is the limit.
   const serverCore = (cpuSeconds(serverPid) - cpu0) / ((performance.now() - t0) / 1000)
-  return { ...(JSON.parse(out.trim().split('\n').at(-1)!) as StreamRun), serverCore }
+  const threads = threadsSince(serverPid, threads0)
+  const run = JSON.parse(out.trim().split('\n').at(-1)!) as Omit<StreamRun, 'serverCore' | 'split'>
+  const split = { main: threads.main / run.expected, workers: threads.workers / run.expected, other: threads.other / run.expected }
+  return { ...run, serverCore, split }
 }
 
 /** Frames one stream sends per second (one 512-sample frame every 32 ms). */
@@ -146,9 +164,16 @@ async function floorOf(run: StreamRun, session: ort.InferenceSession, seconds: n
     await peer.stop()
   }
   const [vireo, socket, model] = [usPerFrame(run), usPerFrame(bare), await rawBatchedUs(session, 64)]
-  console.log(`per frame at N=${run.streams} (server CPU, all threads): vireo ${fmt(vireo, 1)} µs`)
+  const { main, workers, other } = run.split
+  console.log(
+    `per frame at N=${run.streams} (server CPU, all threads): vireo ${fmt(vireo, 1)} µs; by thread: main ${fmt(main, 1)} (WebSocket, ` +
+      `sessions, batcher, hand-off), inference workers ${fmt(workers, 1)}, others (JIT, GC) ${fmt(other, 1)}`,
+  )
   console.log(
     `  floor: bare Bun WebSocket peer ${fmt(socket, 1)} µs (p99 ${fmt(bare.p99, 1)} ms) + Silero alone in runs of 64 ${fmt(model, 1)} µs = ${fmt(socket + model, 1)} µs`,
+  )
+  console.log(
+    `  over the floor: main thread − bare peer ${fmt(main - socket, 1)} µs, inference workers − Silero alone ${fmt(workers - model, 1)} µs, others ${fmt(other, 1)} µs`,
   )
   console.log(
     `  vireo / floor ${fmt(vireo / (socket + model), 2)}; one core holds at most ≈ ${fmt(1e6 / FRAMES_PER_S / (socket + model))} streams at the floor, ≈ ${fmt(1e6 / FRAMES_PER_S / vireo)} at vireo's cost`,
