@@ -102,15 +102,31 @@ describe('client IP behind a proxy', () => {
 
   it('reads the client from the right: past N hops, or past every trusted proxy address', () => {
     const request = (xff?: string) => new Request('http://x/', { headers: xff ? { 'x-forwarded-for': xff } : {} })
-    expect(clientIp(request('1.1.1.1'), '10.0.0.5', { hops: 0 })).toBe('10.0.0.5')
-    expect(clientIp(request('6.6.6.6, 1.1.1.1'), '10.0.0.5', { hops: 1 })).toBe('1.1.1.1')
-    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), '10.0.0.5', { hops: 2 })).toBe('1.1.1.1')
-    expect(clientIp(request('1.1.1.1'), '10.0.0.5', { hops: 5 })).toBe('1.1.1.1')
-    expect(clientIp(request(), '10.0.0.5', { hops: 1 })).toBe('10.0.0.5')
+    expect(clientIp(request('1.1.1.1'), () => '10.0.0.5', { hops: 0 })).toBe('10.0.0.5')
+    expect(clientIp(request('6.6.6.6, 1.1.1.1'), () => '10.0.0.5', { hops: 1 })).toBe('1.1.1.1')
+    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), () => '10.0.0.5', { hops: 2 })).toBe('1.1.1.1')
+    expect(clientIp(request('1.1.1.1'), () => '10.0.0.5', { hops: 5 })).toBe('1.1.1.1')
+    expect(clientIp(request(), () => '10.0.0.5', { hops: 1 })).toBe('10.0.0.5')
     const k8s = { proxies: ['10.0.0.0/8', '::1'] }
-    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), '10.0.0.5', k8s)).toBe('1.1.1.1')
-    expect(clientIp(request('6.6.6.6'), '192.0.2.1', k8s)).toBe('192.0.2.1')
-    expect(clientIp(request('10.9.9.9'), '::1', k8s)).toBe('10.9.9.9')
+    expect(clientIp(request('6.6.6.6, 1.1.1.1, 10.1.0.2'), () => '10.0.0.5', k8s)).toBe('1.1.1.1')
+    expect(clientIp(request('6.6.6.6'), () => '192.0.2.1', k8s)).toBe('192.0.2.1')
+    expect(clientIp(request('10.9.9.9'), () => '::1', k8s)).toBe('10.9.9.9')
+  })
+
+  it('looks up the socket address only when the answer needs it', () => {
+    const request = (xff?: string) => new Request('http://x/', { headers: xff ? { 'x-forwarded-for': xff } : {} })
+    let lookups = 0
+    const peer = () => {
+      lookups++
+      return '10.0.0.5'
+    }
+    expect(clientIp(request('6.6.6.6, 1.1.1.1'), peer, { hops: 1 })).toBe('1.1.1.1')
+    expect(clientIp(request('1.1.1.1'), peer, { hops: 3 })).toBe('1.1.1.1')
+    expect(lookups).toBe(0)
+    expect(clientIp(request(' , '), peer, { hops: 1 })).toBe('10.0.0.5')
+    expect(clientIp(request(), peer, { hops: 1 })).toBe('10.0.0.5')
+    expect(clientIp(request('1.1.1.1'), peer, { proxies: ['10.0.0.0/8'] })).toBe('1.1.1.1')
+    expect(lookups).toBe(3)
   })
 })
 
