@@ -9,7 +9,7 @@
 import { AppError, ProcessingError, ServiceUnavailableError, TimeoutError, UnsupportedMediaTypeError, ValidationError } from '../errors.ts'
 import type { Feeds } from '../inference/tensors.ts'
 import {
-  packVadBatch,
+  packVadFrame,
   SILERO_FRAME,
   SILERO_STATE,
   SileroWindow,
@@ -29,7 +29,7 @@ import { type VadEvent, VadStream } from './vad.ts'
  * const result = await inferVadFrame(async (feeds) => (await registry.runRaw('silero-vad', feeds)).outputs, { samples, state })
  */
 export async function inferVadFrame(run: (feeds: Feeds) => Promise<Feeds>, frame: VadFrame): Promise<VadFrameResult> {
-  const outputs = await run(packVadBatch([frame]))
+  const outputs = await run(packVadFrame(frame))
   try {
     return unpackVadBatch(outputs, 1)[0]!
   } catch (error) {

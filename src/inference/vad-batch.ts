@@ -78,6 +78,23 @@ export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): F
   }
 }
 
+/**
+ * One frame's feeds with no copy: a batch of one has the layout of the frame itself ([1, width], [2, 1, 128]), so
+ * its own arrays go as they are. For a caller that gives them up (a fresh window and the state just returned);
+ * `packVadBatch` copies.
+ * @example const feeds = packVadFrame({ samples: window.next(frame), state })
+ */
+export function packVadFrame({ samples, state }: VadFrame, sampleRate = 16000): Feeds {
+  if (samples.length !== SILERO_INPUT && samples.length !== SILERO_FRAME)
+    throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${samples.length}`)
+  if (state.length !== SILERO_STATE) throw new RangeError(`frame 0 has a state of ${state.length} floats; Silero needs ${SILERO_STATE}`)
+  return {
+    input: { type: 'float32', data: samples, dims: [1, samples.length] },
+    state: { type: 'float32', data: state, dims: [2, 1, HALF] },
+    sr: { type: 'int64', data: BigInt64Array.of(BigInt(sampleRate)), dims: [] },
+  }
+}
+
 /** Split a batched Silero result back into one probability and next state per frame, in order. */
 export function unpackVadBatch(outputs: Feeds, batch: number): VadFrameResult[] {
   const probabilities = outputs.output?.data as Float32Array
@@ -85,6 +102,8 @@ export function unpackVadBatch(outputs: Feeds, batch: number): VadFrameResult[] 
   if (!probabilities || !next) throw new Error('Silero result lacks "output" or "stateN"')
   if (probabilities.length < batch || next.length < batch * SILERO_STATE)
     throw new Error(`Silero answered ${probabilities.length} probabilities and ${next.length} state floats for ${batch} frames`)
+  // One frame's next state has its layout already, in an array of its own (outputs are never shared): no copy.
+  if (batch === 1 && next.length === SILERO_STATE) return [{ probability: probabilities[0]!, state: next }]
   const results: VadFrameResult[] = new Array(batch)
   for (let b = 0; b < batch; b++) {
     const state = new Float32Array(SILERO_STATE)
