@@ -285,9 +285,7 @@ export async function benchVad(): Promise<void> {
       for (const n of fixed) {
         await attempt(n)
         const perStream = (usPerFrame(tried.get(n)!) * FRAMES_PER_S) / 1e6
-        console.log(
-          `    → ${fmt(perStream * 100, 2)} % of a core per stream: ≈ ${fmt(1 / perStream)} streams would fill the server's core`,
-        )
+        console.log(`    → ${fmt(perStream * 100, 2)} % of a core per stream: ≈ ${fmt(1 / perStream)} streams would fill the server's core`)
       }
       await floorOf(tried.get(fixed.at(-1)!)!, session, seconds)
       return

@@ -25,6 +25,7 @@ import { type VadEvent, VadStream } from './vad.ts'
 /**
  * One stream's frame through Silero, as a batch of one: the registry's dynamic batcher (`batching` in
  * models/silero-vad/manifest.json) stacks the frames of concurrent streams into one run, like any model's requests.
+ * The frame's arrays go to the run as they are (`packVadFrame`), so they must be the frame's own.
  * @example
  * const result = await inferVadFrame(async (feeds) => (await registry.runRaw('silero-vad', feeds)).outputs, { samples, state })
  */

@@ -87,7 +87,7 @@ export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): F
 export function packVadFrame({ samples, state }: VadFrame, sampleRate = 16000): Feeds {
   if (samples.length !== SILERO_INPUT && samples.length !== SILERO_FRAME)
     throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${samples.length}`)
-  if (state.length !== SILERO_STATE) throw new RangeError(`frame 0 has a state of ${state.length} floats; Silero needs ${SILERO_STATE}`)
+  if (state.length !== SILERO_STATE) throw new RangeError(`the frame has a state of ${state.length} floats; Silero needs ${SILERO_STATE}`)
   return {
     input: { type: 'float32', data: samples, dims: [1, samples.length] },
     state: { type: 'float32', data: state, dims: [2, 1, HALF] },

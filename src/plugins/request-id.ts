@@ -74,7 +74,8 @@ function proxyMatcher(proxies: string[]): (address: string) => boolean {
  * Client address. Each proxy appends the peer it saw to X-Forwarded-For, so the chain is read from the right:
  * past `hops` proxies, or past every trusted proxy address. The leftmost entries are the client's to write and
  * are never believed on their own. `peer` is asked only when the answer needs it: Bun looks the socket's address up
- * with a system call (getpeername) each time, ≈ 5 µs a request on this VM, which a chain past N hops never needs.
+ * with a system call (getpeername) each time, ≈ 5 µs a request on the development VM, and a chain past N hops
+ * never needs it.
  * @example clientIp(request, () => '10.0.0.5', { hops: 1 }) // the address the one proxy saw
  */
 export function clientIp(

@@ -66,9 +66,34 @@ describe('realtime VAD frames in the dynamic batcher', () => {
     expect(runs).toBeLessThan(240)
   })
 
+  it("hands a frame's own arrays to the run and takes the next state back without copies", async () => {
+    const frame = { samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) }
+    let sent: Feeds | undefined
+    const result = await inferVadFrame(async (feeds) => {
+      sent = feeds
+      return run(feeds)
+    }, frame)
+    expect(sent!.input!.data).toBe(frame.samples)
+    expect(sent!.state!.data).toBe(frame.state)
+    expect(sent!.state!.dims).toEqual([2, 1, SILERO_STATE / 2])
+    const stateN = new Float32Array(SILERO_STATE).fill(0.25)
+    const [alone] = unpackVadBatch(
+      {
+        output: { type: 'float32', data: Float32Array.of(0.5), dims: [1, 1] },
+        stateN: { type: 'float32', data: stateN, dims: [2, 1, 128] },
+      },
+      1,
+    )
+    expect(alone!.state).toBe(stateN)
+    expect(result.state).toHaveLength(SILERO_STATE)
+  })
+
   it('refuses a frame of the wrong size and calls a garbled answer a processing error', async () => {
     const frame = () => ({ samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) })
     await expect(inferVadFrame(run, { samples: new Float32Array(3), state: new Float32Array(SILERO_STATE) })).rejects.toBeInstanceOf(
+      RangeError,
+    )
+    await expect(inferVadFrame(run, { samples: new Float32Array(SILERO_INPUT), state: new Float32Array(3) })).rejects.toBeInstanceOf(
       RangeError,
     )
     await expect(inferVadFrame(async () => ({}), frame())).rejects.toBeInstanceOf(ProcessingError)
