@@ -54,6 +54,8 @@ export interface TensorInfo {
 }
 
 const Value = t.Union([t.Number(), t.String({ maxLength: 24, pattern: '^-?[0-9]{1,20}$' }), t.Boolean()])
+/** An output value as `toOutput` writes it: besides a value an input may hold, a non-finite float as its name. */
+const OutputValue = t.Union([t.Number(), t.String({ maxLength: 24, pattern: '^(-?[0-9]{1,20}|NaN|-?Infinity)$' }), t.Boolean()])
 const TensorName = t.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$' })
 
 /**
@@ -102,7 +104,10 @@ export const InferOutputSchema = t.Object({
   name: t.String(),
   shape: t.Array(Integer()),
   datatype: t.String(),
-  data: t.Array(Value, { description: 'INT64 as numbers when every value is a safe integer, otherwise all as decimal strings' }),
+  data: t.Array(OutputValue, {
+    description:
+      'INT64 as numbers when every value is a safe integer, otherwise all as decimal strings; non-finite floats as "NaN", "Infinity", "-Infinity"',
+  }),
 })
 export type InferOutput = typeof InferOutputSchema.static
 

@@ -87,6 +87,24 @@ describe('POST /api/v1/models/:name/infer', () => {
     expect(json.data.timing.inference_ms).toBeGreaterThanOrEqual(0)
   })
 
+  it('answers outputs that overflowed as "Infinity" strings, which JSON cannot carry as numbers, in one call and in a batch', async () => {
+    // 2x overflows float32 at 3e38; so does the batch route, which checks its answer against the same schema.
+    const response = await infer('arith', { inputs: [x([3e38, -3e38, 1, 0]), n()] })
+    expect(response.status, await response.clone().text()).toBe(200)
+    const y = (await body(response)).data.outputs.find((o: { name: string }) => o.name === 'y')
+    expect(y.data).toEqual(['Infinity', '-Infinity', 3, 1])
+    const batched = await t.app.handle(
+      req('/api/v1/models/arith/infer/batch', {
+        method: 'POST',
+        json: { requests: [{ inputs: [x([3e38, 0, 0, 0]), n()] }] },
+        headers: bearer(key),
+      }),
+    )
+    expect(batched.status, await batched.clone().text()).toBe(200)
+    const item = (await body(batched)).data.items[0]
+    expect(item.result.outputs.find((o: { name: string }) => o.name === 'y').data).toEqual(['Infinity', 1, 1, 1])
+  })
+
   it('points at the failing input', async () => {
     const cases: [unknown, string][] = [
       [{ inputs: [{ ...x(), shape: [1, 3] }, n()] }, '/inputs/0/shape'],
