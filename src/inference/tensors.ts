@@ -53,9 +53,11 @@ export interface TensorInfo {
   shape: number[] | null
 }
 
-const Value = t.Union([t.Number(), t.String({ maxLength: 24, pattern: '^-?[0-9]{1,20}$' }), t.Boolean()])
+/** A tensor value: a number, a boolean, or a string of the form `pattern` allows (INT64 beyond 2^53 as decimals). */
+const ValueOf = (pattern: string) => t.Union([t.Number(), t.String({ maxLength: 24, pattern }), t.Boolean()])
+const Value = ValueOf('^-?[0-9]{1,20}$')
 /** An output value as `toOutput` writes it: besides a value an input may hold, a non-finite float as its name. */
-const OutputValue = t.Union([t.Number(), t.String({ maxLength: 24, pattern: '^(-?[0-9]{1,20}|NaN|-?Infinity)$' }), t.Boolean()])
+const OutputValue = ValueOf('^(-?[0-9]{1,20}|NaN|-?Infinity)$')
 const TensorName = t.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$' })
 
 /**

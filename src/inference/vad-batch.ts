@@ -57,9 +57,7 @@ export interface VadFrameResult {
  */
 export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): Feeds {
   const batch = frames.length
-  const width = frames[0]?.samples.length ?? SILERO_INPUT
-  if (width !== SILERO_INPUT && width !== SILERO_FRAME)
-    throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${width}`)
+  const width = frameWidth(frames[0]?.samples.length ?? SILERO_INPUT)
   const input = new Float32Array(batch * width)
   const state = new Float32Array(batch * SILERO_STATE)
   for (let b = 0; b < batch; b++) {
@@ -71,11 +69,7 @@ export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): F
     for (let i = 0, at = b * HALF; i < HALF; i++) state[at + i] = own[i]!
     for (let i = 0, at = (batch + b) * HALF; i < HALF; i++) state[at + i] = own[HALF + i]!
   }
-  return {
-    input: { type: 'float32', data: input, dims: [batch, width] },
-    state: { type: 'float32', data: state, dims: [2, batch, HALF] },
-    sr: { type: 'int64', data: BigInt64Array.of(BigInt(sampleRate)), dims: [] },
-  }
+  return sileroFeeds(input, state, batch, width, sampleRate)
 }
 
 /**
@@ -85,12 +79,23 @@ export function packVadBatch(frames: readonly VadFrame[], sampleRate = 16000): F
  * @example const feeds = packVadFrame({ samples: window.next(frame), state })
  */
 export function packVadFrame({ samples, state }: VadFrame, sampleRate = 16000): Feeds {
-  if (samples.length !== SILERO_INPUT && samples.length !== SILERO_FRAME)
-    throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${samples.length}`)
+  const width = frameWidth(samples.length)
   if (state.length !== SILERO_STATE) throw new RangeError(`the frame has a state of ${state.length} floats; Silero needs ${SILERO_STATE}`)
+  return sileroFeeds(samples, state, 1, width, sampleRate)
+}
+
+/** Samples per frame, which must be SILERO_INPUT (context + frame) or a bare SILERO_FRAME. */
+function frameWidth(width: number): number {
+  if (width !== SILERO_INPUT && width !== SILERO_FRAME)
+    throw new RangeError(`frames need ${SILERO_INPUT} (or ${SILERO_FRAME}) samples, not ${width}`)
+  return width
+}
+
+/** Silero's feeds around an input [batch, width] and a state [2, batch, 128] already laid out. */
+function sileroFeeds(input: Float32Array, state: Float32Array, batch: number, width: number, sampleRate: number): Feeds {
   return {
-    input: { type: 'float32', data: samples, dims: [1, samples.length] },
-    state: { type: 'float32', data: state, dims: [2, 1, HALF] },
+    input: { type: 'float32', data: input, dims: [batch, width] },
+    state: { type: 'float32', data: state, dims: [2, batch, HALF] },
     sr: { type: 'int64', data: BigInt64Array.of(BigInt(sampleRate)), dims: [] },
   }
 }

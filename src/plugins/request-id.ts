@@ -84,15 +84,16 @@ export function clientIp(
   trust: TrustProxy,
   isProxy?: (address: string) => boolean,
 ): string {
+  const socket = () => peer() ?? 'unknown'
   const header = request.headers.get('x-forwarded-for')
-  if (!header || ('hops' in trust && trust.hops === 0)) return peer() ?? 'unknown'
+  if (!header || ('hops' in trust && trust.hops === 0)) return socket()
   const forwarded = header
     .split(',')
     .map((hop) => hop.trim())
     .filter(Boolean)
   // Past one hop or more the answer is in the header itself: the peer would be the chain's last entry.
-  if ('hops' in trust) return forwarded.length ? forwarded[Math.max(0, forwarded.length - trust.hops)]! : (peer() ?? 'unknown')
-  const chain = [...forwarded, peer() ?? 'unknown']
+  if ('hops' in trust) return forwarded.length ? forwarded[Math.max(0, forwarded.length - trust.hops)]! : socket()
+  const chain = [...forwarded, socket()]
   const trusted = isProxy ?? proxyMatcher(trust.proxies)
   let at = chain.length - 1
   while (at > 0 && trusted(chain[at]!)) at--
