@@ -111,16 +111,14 @@ export class RealtimeVad {
         `A ${this.options.encoding} message must hold whole ${width}-byte samples; got ${bytes.byteLength} bytes`,
       )
     const count = bytes.byteLength / width
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const out = new Float32Array(count)
     if (this.options.encoding === 'pcm_s16le') {
-      // Every platform Bun and Deno run on is little-endian: an aligned message is read as Int16 directly.
-      if (bytes.byteOffset % 2 === 0) {
-        const ints = new Int16Array(bytes.buffer, bytes.byteOffset, count)
-        for (let i = 0; i < count; i++) out[i] = ints[i]! / 32768
-      } else for (let i = 0; i < count; i++) out[i] = view.getInt16(i * 2, true) / 32768
+      // From the bytes themselves, whatever their alignment: a view (Int16Array, DataView) per message would need
+      // the message's ArrayBuffer, which the runtime then makes for it — that cost more than the loop.
+      for (let i = 0, at = 0; i < count; i++, at += 2) out[i] = (((bytes[at + 1]! << 24) | (bytes[at]! << 16)) >> 16) / 32768
       return out
     }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     for (let i = 0; i < count; i++) {
       const value = view.getFloat32(i * 4, true)
       if (!Number.isFinite(value)) throw new ValidationError(`Sample ${i} of the message is not a finite number`)

@@ -123,6 +123,17 @@ describe('RealtimeVad', () => {
     await vad.end()
   })
 
+  it('reads s16 samples at any byte offset, the extremes included', () => {
+    const values = [-32768, -1, 0, 1, 32767, 12345, -12345]
+    const vad = new RealtimeVad({ sampleRate: 16000, encoding: 'pcm_s16le', params })
+    for (const offset of [0, 1]) {
+      const bytes = new Uint8Array(offset + values.length * 2).subarray(offset)
+      const view = new DataView(bytes.buffer, bytes.byteOffset)
+      values.forEach((v, i) => view.setInt16(i * 2, v, true))
+      expect(Array.from(vad.decode(bytes))).toEqual(values.map((v) => v / 32768))
+    }
+  })
+
   it('lets the error through with fallback never', async () => {
     const vad = new RealtimeVad({
       sampleRate: 16000,
