@@ -129,7 +129,7 @@ describe('RealtimeVad', () => {
     for (const offset of [0, 1]) {
       const bytes = new Uint8Array(offset + values.length * 2).subarray(offset)
       const view = new DataView(bytes.buffer, bytes.byteOffset)
-      values.forEach((v, i) => view.setInt16(i * 2, v, true))
+      for (const [i, v] of values.entries()) view.setInt16(i * 2, v, true)
       expect(Array.from(vad.decode(bytes))).toEqual(values.map((v) => v / 32768))
     }
   })
