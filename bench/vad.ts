@@ -8,7 +8,7 @@
  * The server runs on the backend INFERENCE_BACKENDS names (it inherits the environment), pinned to the server core;
  * the raw loop runs on the same backend.
  *
- *   INFERENCE_BACKENDS=cpu bun bench/index.ts vad     (or =wasm; BENCH_VAD_STREAM_S=6 VAD_STREAMS_FROM=100 VAD_STREAMS_MAX=1600)
+ *   INFERENCE_BACKENDS=cpu bun bench/index.ts vad     (or =wasm; BENCH_VAD_STREAM_S=6 VAD_STREAMS_FROM=100 VAD_STREAMS_MAX=1600 VAD_STREAMS_ROUNDS=2)
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -266,14 +266,22 @@ export async function benchVad(): Promise<void> {
     console.log(
       `realtime streams: each sends one 512-sample frame (1024 bytes) every 32 ms for ${seconds} s; lag = chunk sent → its probability event; holds = p99 < 100 ms, no error, ≥ 99 % of events`,
     )
+    // Near the limit one 6 s window holds and the next does not, as the machine's other work comes and goes: a count
+    // that fails is tried again, up to VAD_STREAMS_ROUNDS times, and holds when one round holds (the best of a few
+    // rounds, as the other benches take). Every round is printed, so how often it held stays visible.
+    const rounds = envInt('VAD_STREAMS_ROUNDS', 2)
     const tried = new Map<number, StreamRun>()
     const attempt = async (n: number) => {
-      const run = await streams(wsUrl, adminKey, n, seconds, server.pid)
-      tried.set(n, run)
-      console.log(
-        `  N=${String(n).padStart(4)}  p50 ${fmt(run.p50, 1).padStart(7)} ms  p99 ${fmt(run.p99, 1).padStart(7)} ms  events ${run.events}/${run.expected}  errors ${run.errors}  ${holds(run) ? 'holds' : 'FAILS'}   server ${fmt(run.serverCore * 100)} % of a core; generator: send slip p99 ${fmt(run.sendSlipP99, 1)} ms, ${fmt(run.generatorCore * 100)} % of a core   load ${loadavg()[0]!.toFixed(2)}`,
-      )
-      return holds(run)
+      for (let round = 1; round <= rounds; round++) {
+        const run = await streams(wsUrl, adminKey, n, seconds, server.pid)
+        const best = tried.get(n)
+        if (!best || holds(run) || run.p99 < best.p99) tried.set(n, run)
+        console.log(
+          `  N=${String(n).padStart(4)}  p50 ${fmt(run.p50, 1).padStart(7)} ms  p99 ${fmt(run.p99, 1).padStart(7)} ms  events ${run.events}/${run.expected}  errors ${run.errors}  ${holds(run) ? 'holds' : 'FAILS'}   server ${fmt(run.serverCore * 100)} % of a core; generator: send slip p99 ${fmt(run.sendSlipP99, 1)} ms, ${fmt(run.generatorCore * 100)} % of a core   load ${loadavg()[0]!.toFixed(2)}${rounds > 1 ? `   round ${round}/${rounds}` : ''}`,
+        )
+        if (holds(run)) return true
+      }
+      return false
     }
     // VAD_STREAMS_AT=100,200,400 runs those counts as they are: the server's CPU share per stream is the capacity
     // figure that survives a loaded machine, where p99 lag mostly measures other processes on the server's core.
