@@ -75,7 +75,6 @@ class Item {
     readonly feeds: Feeds,
     readonly options: BatchRunOptions,
     readonly rows: number,
-    readonly key: string,
     readonly enqueuedAt: number,
     readonly timeoutMs: number,
     maxDelayMs: number,
@@ -168,27 +167,45 @@ export function sliceAlong(tensor: RawTensor, axis: number, start: number, rows:
 const axisOf = (axes: BatchingSpec['axes'], name: string) => (axes && Object.hasOwn(axes, name) ? axes[name]! : 0)
 
 /**
- * The rows a request brings and the key of the requests it may share a run with (same names, types, outputs, and
- * dimensions but the batch axis; equal shared tensors), or undefined when it cannot be stacked at all.
+ * The rows a request brings along its batch axis, or undefined when it cannot be stacked at all (a tensor without
+ * that axis, or inputs that disagree on the number of rows).
  */
-export function batchKey(feeds: Feeds, axes: BatchingSpec['axes'], outputs?: string[]): { rows: number; key: string } | undefined {
+export function batchRows(feeds: Feeds, axes: BatchingSpec['axes']): number | undefined {
   let rows: number | undefined
-  const parts: string[] = [outputs?.join(',') ?? '*']
-  for (const name of Object.keys(feeds).sort()) {
-    const { type, dims, data } = feeds[name]!
+  for (const name of Object.keys(feeds)) {
     const axis = axisOf(axes, name)
-    if (axis === null) {
-      // Shared tensors are small (a sample rate, a flag): their values are part of the key.
-      parts.push(`${name}:${type}:${dims.join('x')}=${Array.from(data as ArrayLike<unknown>, String).join(',')}`)
-      continue
-    }
+    if (axis === null) continue
+    const { dims } = feeds[name]!
     if (axis >= dims.length) return undefined
     if (rows === undefined) rows = dims[axis]!
     else if (rows !== dims[axis]) return undefined
-    parts.push(`${name}:${type}:${dims.map((d, i) => (i === axis ? '*' : d)).join('x')}`)
   }
-  if (!rows) return undefined
-  return { rows, key: parts.join('|') }
+  return rows || undefined
+}
+
+const sameNames = (a?: readonly string[], b?: readonly string[]) =>
+  a === b || (!!a && !!b && a.length === b.length && a.every((name, i) => name === b[i]))
+
+/**
+ * Whether two stackable requests may share a run: the same outputs asked for, the same tensors with the same types
+ * and dimensions but along the batch axis, and shared tensors (small: a sample rate, a flag) equal value for value.
+ * Compared in place, once per request a batch takes: a string key per request cost more than the comparisons.
+ */
+export function sameBatch(a: Feeds, b: Feeds, axes: BatchingSpec['axes'], outputsA?: string[], outputsB?: string[]): boolean {
+  if (!sameNames(outputsA, outputsB)) return false
+  const names = Object.keys(a)
+  if (names.length !== Object.keys(b).length) return false
+  for (const name of names) {
+    const x = a[name]!
+    const y = Object.hasOwn(b, name) ? b[name]! : undefined
+    if (!y || x.type !== y.type || x.dims.length !== y.dims.length) return false
+    const axis = axisOf(axes, name)
+    for (let d = 0; d < x.dims.length; d++) if (d !== axis && x.dims[d] !== y.dims[d]) return false
+    if (axis !== null) continue
+    if (x.data.length !== y.data.length) return false
+    for (let i = 0; i < x.data.length; i++) if (x.data[i] !== y.data[i]) return false
+  }
+  return true
 }
 
 /** The inputs of `items` stacked into one set of feeds. */
@@ -292,12 +309,15 @@ export function createBatcher(options: BatcherOptions): Batcher {
   /** The oldest request's compatible requests, in order, up to a full batch. */
   function take(): Item[] {
     const batch: Item[] = []
-    let key: string | undefined
     let taken = 0
     for (const item of waiting) {
       if (taken >= maxBatchSize) break
-      key ??= item.key
-      if (item.key !== key || taken + item.rows > maxBatchSize) continue
+      const first = batch[0]
+      if (
+        taken + item.rows > maxBatchSize ||
+        (first && !sameBatch(first.feeds, item.feeds, axes, first.options.outputs, item.options.outputs))
+      )
+        continue
       batch.push(item)
       taken += item.rows
       leave(item)
@@ -377,8 +397,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
   function submit(feeds: Feeds, runOptions: BatchRunOptions): Promise<RunResult> {
     const { signal } = runOptions
     if (signal?.aborted) return Promise.reject(abortReason(signal))
-    const stackable = batchKey(feeds, axes, runOptions.outputs)
-    if (!stackable || stackable.rows > maxBatchSize) return run(feeds, runOptions)
+    const own = batchRows(feeds, axes)
+    if (!own || own > maxBatchSize) return run(feeds, runOptions)
     if (waiting.size >= queueMax)
       return Promise.reject(
         new ServiceUnavailableError(`${waiting.size} requests to model "${model}" are waiting for a batch; retry shortly`, 1, {
@@ -388,7 +408,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     return new Promise<RunResult>((resolve, reject) => {
       const timeoutMs = budget(runOptions.timeoutMs)
       const wait = runOptions.maxDelayMs ?? maxDelayMs
-      const item = new Item(queue, feeds, runOptions, stackable.rows, stackable.key, performance.now(), timeoutMs, wait, resolve, reject)
+      const item = new Item(queue, feeds, runOptions, own, performance.now(), timeoutMs, wait, resolve, reject)
       waiting.add(item)
       rows += item.rows
       if (item.dueAt < due) due = item.dueAt

@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { ServiceUnavailableError, TimeoutError, ValidationError } from '../../src/errors'
-import { type BatchEvent, type BatchingSpec, batchKey, createBatcher, splitOutputs, stackFeeds } from '../../src/inference/batcher'
+import {
+  type BatchEvent,
+  type BatchingSpec,
+  batchRows,
+  createBatcher,
+  sameBatch,
+  splitOutputs,
+  stackFeeds,
+} from '../../src/inference/batcher'
 import { checkManifest, loadManifest } from '../../src/inference/manifest'
 import { createPool, type Pool, type RunEvent, type RunOptions } from '../../src/inference/pool'
 import { createRegistry, type Registry } from '../../src/inference/registry'
@@ -128,12 +136,21 @@ describe('dynamic batcher', () => {
   it('never stacks requests that differ outside the batch axis or in a shared tensor', () => {
     const axes = { state: 1, stateN: 1, sr: null }
     const frame = { samples: new Float32Array(SILERO_INPUT), state: new Float32Array(SILERO_STATE) }
-    const at16k = batchKey(packVadBatch([frame]), axes)!
-    expect(at16k.rows).toBe(1)
-    expect(batchKey(packVadBatch([frame], 8000), axes)!.key).not.toBe(at16k.key)
-    expect(batchKey(packVadBatch([frame, frame]), axes)).toEqual({ rows: 2, key: at16k.key })
-    expect(batchKey(rows([1, 2, 3]), undefined)!.key).not.toBe(batchKey(rows([1, 2, 3]), undefined, ['sq'])!.key)
-    expect(batchKey({ x: { type: 'float32', data: new Float32Array(1), dims: [] } }, undefined)).toBeUndefined()
+    const at16k = packVadBatch([frame])
+    expect(batchRows(at16k, axes)).toBe(1)
+    expect(sameBatch(at16k, packVadBatch([frame], 8000), axes)).toBe(false)
+    const two = packVadBatch([frame, frame])
+    expect(batchRows(two, axes)).toBe(2)
+    expect(sameBatch(at16k, two, axes)).toBe(true)
+    // The state's batch axis is 1: a state that differs along axis 0 is another shape.
+    expect(sameBatch(at16k, { ...at16k, state: { ...at16k.state!, dims: [1, 1, 128] } }, axes)).toBe(false)
+    expect(sameBatch(at16k, { input: at16k.input!, state: at16k.state! }, axes)).toBe(false)
+    expect(sameBatch(at16k, { ...at16k, input: { ...at16k.input!, type: 'float64' } }, axes)).toBe(false)
+    expect(sameBatch(rows([1, 2, 3]), rows([4, 5, 6]), undefined)).toBe(true)
+    expect(sameBatch(rows([1, 2, 3]), rows([1, 2, 3]), undefined, undefined, ['sq'])).toBe(false)
+    expect(sameBatch(rows([1, 2, 3]), rows([1, 2, 3]), undefined, ['sq'], ['sq'])).toBe(true)
+    expect(batchRows({ x: { type: 'float32', data: new Float32Array(1), dims: [] } }, undefined)).toBeUndefined()
+    expect(batchRows({ x: rows([1, 2, 3]).x!, y: rows([1, 2, 3], [4, 5, 6]).x! }, undefined)).toBeUndefined()
     const stacked = stackFeeds([rows([1, 2, 3]), rows([4, 5, 6])], undefined)
     expect(() => splitOutputs({ y: { ...stacked.x!, dims: [1, 6] } }, [1, 1], undefined)).toThrow(/not the batch's 2/)
   })
