@@ -95,4 +95,4 @@ echo "deno smoke: $passed passed, $failed failed"
 
 echo "deno smoke: main flows and HTTP parser refusals on Deno"
 # A partial run: bunfig.toml's per-file coverage thresholds do not apply (.ci/bunfig.partial.toml).
-TEST_RUNTIME=deno bun test --config=.ci/bunfig.partial.toml test/ops/runtime-flows.test.ts test/ops/http-parser.test.ts
+TEST_RUNTIME=deno bun test --config=.ci/bunfig.partial.toml --timeout 300000 test/ops/runtime-flows.test.ts test/ops/http-parser.test.ts
