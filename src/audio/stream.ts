@@ -113,8 +113,9 @@ export class RealtimeVad {
     const count = bytes.byteLength / width
     const out = new Float32Array(count)
     if (this.options.encoding === 'pcm_s16le') {
-      // From the bytes themselves, whatever their alignment: a view (Int16Array, DataView) per message would need
-      // the message's ArrayBuffer, which the runtime then makes for it — that cost more than the loop.
+      // From the bytes themselves, whatever their alignment: a view (Int16Array, DataView) per message needs the
+      // message's ArrayBuffer, which the runtime makes on first use (in a loop: 0.65–0.86 µs per 512 samples here,
+      // against 0.77–1.7 µs with the views).
       for (let i = 0, at = 0; i < count; i++, at += 2) out[i] = (((bytes[at + 1]! << 24) | (bytes[at]! << 16)) >> 16) / 32768
       return out
     }
