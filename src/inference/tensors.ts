@@ -128,6 +128,8 @@ const ORT_TO_DATATYPE = Object.fromEntries(Object.entries(DATATYPES).map(([k, v]
 const MAX_VALUE_ISSUES = 3
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
+const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER)
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER)
 const FP32_MAX = 3.4028234663852886e38
 
 const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
@@ -361,18 +363,21 @@ export function toOutput(name: string, tensor: RawTensor): InferOutput {
   const datatype = datatypeOf(tensor.type) ?? tensor.type.toUpperCase()
   const shape = [...tensor.dims]
   const data = tensor.data
-  if (data instanceof BigInt64Array) {
-    const safe = data.every((v) => v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER))
-    return { name, shape, datatype, data: Array.from(data, (v) => (safe ? Number(v) : v.toString())) }
-  }
-  if (tensor.type === 'bool') return { name, shape, datatype, data: Array.from(data as Uint8Array, (v) => v !== 0) }
-  // A plain loop into an array of the right length: `Array.from` with a mapping function cost ≈ 10× as much
+  // Plain loops into an array of the right length: `Array.from` with a mapping function cost ≈ 10× as much
   // (3.3 against 0.4 µs for Silero's 257 output values, 1.0 against 0.1 ms for 65 536).
-  const numbers = data as ArrayLike<number>
-  const values: (number | string)[] = new Array(numbers.length)
-  for (let i = 0; i < numbers.length; i++) {
-    const v = numbers[i]!
-    values[i] = Number.isFinite(v) ? v : String(v)
+  const values: (number | string | boolean)[] = new Array(data.length)
+  if (data instanceof BigInt64Array) {
+    let safe = true
+    for (let i = 0; i < data.length && safe; i++) safe = data[i]! >= SAFE_MIN && data[i]! <= SAFE_MAX
+    for (let i = 0; i < data.length; i++) values[i] = safe ? Number(data[i]) : data[i]!.toString()
+  } else if (tensor.type === 'bool') {
+    for (let i = 0; i < data.length; i++) values[i] = data[i] !== 0
+  } else {
+    const numbers = data as ArrayLike<number>
+    for (let i = 0; i < numbers.length; i++) {
+      const v = numbers[i]!
+      values[i] = Number.isFinite(v) ? v : String(v)
+    }
   }
   return { name, shape, datatype, data: values }
 }
