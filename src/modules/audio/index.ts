@@ -228,7 +228,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
  * Each message straight from Bun to the session. Elysia's Bun adapter hands every message to the socket's
  * `data.message`, its own handler, which parses it and wraps the socket in a new object with ≈ 15 bound methods
  * before calling the route's `message`; the session reads bytes and text as they arrive, so that work is all it
- * would add: ≈ 2.5–4 µs of the main thread's ≈ 25 µs per frame at 450 streams (bench/vad.ts, builds side by side).
+ * would add: ≈ 3 µs of the main thread's CPU per frame at 450 streams (26.8 → 24.0 µs, bench/vad.ts, builds side by side).
  * Where `data.message` is not there (another Elysia version), the route's `message` serves as before.
  */
 function takeMessages(raw: { data: unknown }, session: StreamSession): void {
