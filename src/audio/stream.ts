@@ -60,6 +60,19 @@ export interface RealtimeVadOptions {
 
 const BYTES: Record<StreamEncoding, number> = { pcm_s16le: 2, f32le: 4 }
 
+/** Writes samples `from` to `from + count` of a source into `target` at `at`. */
+type SampleWriter = (from: number, count: number, target: Float32Array, at: number) => void
+
+/** An array of samples as `feed` takes them. */
+function samplesOf(samples: Float32Array): [number, SampleWriter] {
+  return [
+    samples.length,
+    (from, count, target, at) => {
+      for (let i = 0; i < count; i++) target[at + i] = samples[from + i]!
+    },
+  ]
+}
+
 /** Whether a model error may be answered by the energy detector instead. */
 export function isModelUnavailable(error: unknown): boolean {
   return error instanceof ServiceUnavailableError || error instanceof TimeoutError || error instanceof ProcessingError
@@ -105,37 +118,23 @@ export class RealtimeVad {
 
   /** Decodes one binary message; throws UnsupportedMediaTypeError / ValidationError for bytes that are not whole finite samples. */
   decode(bytes: Uint8Array): Float32Array {
-    const width = BYTES[this.options.encoding]
-    if (bytes.byteLength % width !== 0)
-      throw new UnsupportedMediaTypeError(
-        `A ${this.options.encoding} message must hold whole ${width}-byte samples; got ${bytes.byteLength} bytes`,
-      )
-    const count = bytes.byteLength / width
-    const out = new Float32Array(count)
-    if (this.options.encoding === 'pcm_s16le') {
-      // From the bytes themselves, whatever their alignment: a view (Int16Array, DataView) per message needs the
-      // message's ArrayBuffer, which the runtime makes on first use (in a loop: 0.65–0.86 µs per 512 samples here,
-      // against 0.77–1.7 µs with the views).
-      for (let i = 0, at = 0; i < count; i++, at += 2) out[i] = (((bytes[at + 1]! << 24) | (bytes[at]! << 16)) >> 16) / 32768
-      return out
-    }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    for (let i = 0; i < count; i++) {
-      const value = view.getFloat32(i * 4, true)
-      if (!Number.isFinite(value)) throw new ValidationError(`Sample ${i} of the message is not a finite number`)
-      out[i] = value
-    }
+    const out = new Float32Array(this.sampleCount(bytes))
+    this.decodeInto(bytes, 0, out.length, out, 0)
     return out
   }
 
   /** Feeds one binary message; resolves with the events it completed. */
   async push(bytes: Uint8Array): Promise<StreamEvent[]> {
-    return this.feed(this.resampler.push(this.decode(bytes)))
+    // At 16 kHz already, the samples go from the message straight into the frame being filled, with no array of
+    // their own: ≈ 1 µs less per frame on the main thread (in-process, 300 streams).
+    if (this.options.sampleRate === TARGET_SAMPLE_RATE)
+      return this.feed(this.sampleCount(bytes), (from, count, target, at) => this.decodeInto(bytes, from, count, target, at))
+    return this.feed(...samplesOf(this.resampler.push(this.decode(bytes))))
   }
 
   /** Ends the stream: flushes the resampler and the last partial frame, closes an open segment. */
   async end(): Promise<StreamEvent[]> {
-    const events = await this.feed(this.resampler.flush())
+    const events = await this.feed(...samplesOf(this.resampler.flush()))
     const total = this.samples
     if (this.filled > 0) {
       this.frame.fill(0, this.filled)
@@ -146,13 +145,40 @@ export class RealtimeVad {
     return events
   }
 
-  private async feed(samples: Float32Array): Promise<StreamEvent[]> {
+  /** Samples in one binary message; throws UnsupportedMediaTypeError for bytes that are not whole samples. */
+  private sampleCount(bytes: Uint8Array): number {
+    const width = BYTES[this.options.encoding]
+    if (bytes.byteLength % width !== 0)
+      throw new UnsupportedMediaTypeError(
+        `A ${this.options.encoding} message must hold whole ${width}-byte samples; got ${bytes.byteLength} bytes`,
+      )
+    return bytes.byteLength / width
+  }
+
+  /** Samples `from` to `from + count` of a message into `target` at `at`; throws ValidationError for one that is not finite. */
+  private decodeInto(bytes: Uint8Array, from: number, count: number, target: Float32Array, at: number): void {
+    if (this.options.encoding === 'pcm_s16le') {
+      // From the bytes themselves, whatever their alignment: a view (Int16Array, DataView) per message needs the
+      // message's ArrayBuffer, which the runtime makes on first use (in a loop: 0.65–0.86 µs per 512 samples here,
+      // against 0.77–1.7 µs with the views).
+      for (let i = 0, b = from * 2; i < count; i++, b += 2) target[at + i] = (((bytes[b + 1]! << 24) | (bytes[b]! << 16)) >> 16) / 32768
+      return
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    for (let i = 0; i < count; i++) {
+      const value = view.getFloat32((from + i) * 4, true)
+      if (!Number.isFinite(value)) throw new ValidationError(`Sample ${from + i} of the message is not a finite number`)
+      target[at + i] = value
+    }
+  }
+
+  /** Takes `count` samples, written by `write`, into frames; runs each frame as it fills. */
+  private async feed(count: number, write: SampleWriter): Promise<StreamEvent[]> {
     const events: StreamEvent[] = []
     let at = 0
-    while (at < samples.length) {
-      const take = Math.min(SILERO_FRAME - this.filled, samples.length - at)
-      const { frame, filled } = this
-      for (let i = 0; i < take; i++) frame[filled + i] = samples[at + i]!
+    while (at < count) {
+      const take = Math.min(SILERO_FRAME - this.filled, count - at)
+      write(at, take, this.frame, this.filled)
       this.filled += take
       this.samples += take
       at += take

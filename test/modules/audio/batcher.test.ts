@@ -134,6 +134,38 @@ describe('RealtimeVad', () => {
     }
   })
 
+  it('frames 16 kHz messages of any size exactly as the whole signal decoded at once, in both encodings', async () => {
+    const samples = 512 * 4 + 100
+    const s16 = new Uint8Array(samples * 2)
+    const view = new DataView(s16.buffer)
+    for (let i = 0; i < samples; i++) view.setInt16(i * 2, Math.round(Math.sin(i / 7) * 20000) - (i % 3), true)
+    const f32 = new Uint8Array(Float32Array.from({ length: samples }, (_, i) => Math.sin(i / 5) * 0.7).buffer)
+    for (const [encoding, bytes] of [
+      ['pcm_s16le', s16],
+      ['f32le', f32],
+    ] as const) {
+      const window = new SileroWindow()
+      const whole = new RealtimeVad({ sampleRate: 16000, encoding, params }).decode(bytes)
+      const expected = [0, 1, 2, 3].map((f) => Array.from(window.next(whole.subarray(f * 512, f * 512 + 512))))
+      const width = bytes.byteLength / samples
+      for (const chunk of [1, 7, 333, 1234]) {
+        const heard: number[][] = []
+        const vad = new RealtimeVad({
+          sampleRate: 16000,
+          encoding,
+          params,
+          infer: async ({ samples: input, state }) => {
+            heard.push(Array.from(input))
+            return { probability: 0, state }
+          },
+        })
+        for (let at = 0; at < bytes.byteLength; at += chunk * width) await vad.push(bytes.subarray(at, at + chunk * width))
+        expect(heard).toEqual(expected)
+        expect(vad.seconds).toBeCloseTo(samples / 16000, 9)
+      }
+    }
+  })
+
   it('lets the error through with fallback never', async () => {
     const vad = new RealtimeVad({
       sampleRate: 16000,
