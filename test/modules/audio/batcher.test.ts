@@ -144,9 +144,12 @@ describe('RealtimeVad', () => {
       ['pcm_s16le', s16],
       ['f32le', f32],
     ] as const) {
-      const window = new SileroWindow()
-      const whole = new RealtimeVad({ sampleRate: 16000, encoding, params }).decode(bytes)
-      const expected = [0, 1, 2, 3].map((f) => Array.from(window.next(whole.subarray(f * 512, f * 512 + 512))))
+      // What Silero hears for frame f: the 64 samples before it (zeros before the first), then its 512.
+      const whole = Array.from(new RealtimeVad({ sampleRate: 16000, encoding, params }).decode(bytes))
+      const expected = [0, 1, 2, 3].map((f) => [
+        ...(f === 0 ? new Array(64).fill(0) : whole.slice(f * 512 - 64, f * 512)),
+        ...whole.slice(f * 512, f * 512 + 512),
+      ])
       const width = bytes.byteLength / samples
       for (const chunk of [1, 7, 333, 1234]) {
         const heard: number[][] = []
