@@ -10,9 +10,9 @@ type KeyRow = typeof apiKeys.$inferSelect
 
 /** What a request knows about the key that authenticated it. */
 export interface Principal {
-  id: string
-  name: string
-  scopes: Scope[]
+  readonly id: string
+  readonly name: string
+  readonly scopes: readonly Scope[]
 }
 
 /** Keys look like `vk_<8 hex prefix>_<43 base64url chars = 32 random bytes>`. */
@@ -66,6 +66,8 @@ export interface KeyServiceOptions {
 
 interface CacheEntry {
   row: KeyRow | null
+  /** The row as a principal, made once per lookup rather than once per request. */
+  principal: Principal | null
   until: number
 }
 
@@ -82,13 +84,20 @@ export function createKeyService(options: KeyServiceOptions) {
   const cache = new Map<string, CacheEntry>()
   const lastUsedWritten = new Map<string, number>()
 
-  async function lookup(hash: string): Promise<KeyRow | null> {
+  /**
+   * The row for a key hash, from the cache or the database. The database row is compared with the hash in constant
+   * time once, when it is fetched; a cache hit was found under that same hash.
+   */
+  async function lookup(hash: string): Promise<CacheEntry> {
     const hit = cache.get(hash)
-    if (hit && hit.until > now()) return hit.row
-    const [row] = await db.select().from(apiKeys).where(eq(apiKeys.keyHash, hash)).limit(1)
+    if (hit && hit.until > now()) return hit
+    const [found] = await db.select().from(apiKeys).where(eq(apiKeys.keyHash, hash)).limit(1)
+    const row = found && timingSafeEqual(Buffer.from(found.keyHash), Buffer.from(hash)) ? found : null
+    const principal = row && Object.freeze({ id: row.id, name: row.name, scopes: Object.freeze(row.scopes as Scope[]) })
     if (cache.size >= CACHE_MAX) cache.clear()
-    cache.set(hash, { row: row ?? null, until: now() + cacheTtlMs })
-    return row ?? null
+    const entry = { row, principal, until: now() + cacheTtlMs }
+    cache.set(hash, entry)
+    return entry
   }
 
   function touch(row: KeyRow) {
@@ -110,12 +119,10 @@ export function createKeyService(options: KeyServiceOptions) {
     /** The principal for a presented key, or null for a missing, malformed, unknown, revoked or expired one. */
     async authenticate(presented: string | undefined): Promise<Principal | null> {
       if (!presented || !(KEY_FORMAT.test(presented) || ANY_KEY.test(presented))) return null
-      const hash = hashKey(presented)
-      const row = await lookup(hash)
-      if (!row || !timingSafeEqual(Buffer.from(row.keyHash), Buffer.from(hash))) return null
-      if (row.revokedAt || (row.expiresAt && row.expiresAt.getTime() <= now())) return null
+      const { row, principal } = await lookup(hashKey(presented))
+      if (!row || row.revokedAt || (row.expiresAt && row.expiresAt.getTime() <= now())) return null
       touch(row)
-      return { id: row.id, name: row.name, scopes: row.scopes as Scope[] }
+      return principal
     },
 
     async create(input: KeyModel.create) {
