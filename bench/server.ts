@@ -57,7 +57,12 @@ function composeApp(deps: Deps, off: PluginName[], route = { responseCheck: true
       // As in src/app.ts, the request-id plugin's after-response hook writes the access line and feeds the metrics.
       .use(
         on('requestId')
-          ? requestId({ logger, trustProxy: config.TRUST_PROXY, onResponse: deps.metrics.observeRequest })
+          ? requestId({
+              logger,
+              trustProxy: config.TRUST_PROXY,
+              onResponse: deps.metrics.observeRequest,
+              peer: (request) => app.server?.requestIP(request)?.address,
+            })
           : none('requestId'),
       )
       .use(

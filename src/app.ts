@@ -40,7 +40,14 @@ export function createApp(deps: Deps, options: AppOptions = {}) {
   const findRoute = routeLookup(() => app.routes)
   return (
     app
-      .use(requestId({ logger, trustProxy: config.TRUST_PROXY, onResponse: deps.metrics.observeRequest }))
+      .use(
+        requestId({
+          logger,
+          trustProxy: config.TRUST_PROXY,
+          onResponse: deps.metrics.observeRequest,
+          peer: (request) => app.server?.requestIP(request)?.address,
+        }),
+      )
       .use(securityHeaders({ hstsMaxAgeMs: config.HSTS_MAX_AGE_MS, production: config.NODE_ENV === 'production' }))
       .use(corsPolicy(config.CORS_ORIGINS))
       .use(errorHandler({ logger, routes: () => app.routes }))

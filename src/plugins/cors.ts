@@ -24,7 +24,8 @@ export const EXPOSED_HEADERS = [
 export const corsPolicy = (origins: string[]) =>
   cors({
     origin: origins,
-    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+    // One string, not an array: the plugin joins an array again on every request.
+    methods: 'GET, POST, DELETE, OPTIONS',
     allowedHeaders: [
       'Authorization',
       'X-API-Key',

@@ -53,6 +53,12 @@ export interface RequestIdOptions {
   trustProxy: TrustProxy
   /** Called once per finished request, after its access line (metrics). */
   onResponse?: (entry: RequestObservation) => void
+  /**
+   * The address of the socket a request came on (`app.server.requestIP`), where there is a server. Passed in rather
+   * than read from the hook's `server`: a hook that names `server` makes Elysia define that getter on every request's
+   * context, on every route.
+   */
+  peer?: (request: Request) => string | undefined
 }
 
 /** Whether an address belongs to a trusted proxy, from TRUST_PROXY's addresses and CIDRs. */
@@ -80,11 +86,11 @@ function proxyMatcher(proxies: string[]): (address: string) => boolean {
  */
 export function clientIp(
   request: Request,
-  peer: () => string | undefined,
+  peer: (request: Request) => string | undefined,
   trust: TrustProxy,
   isProxy?: (address: string) => boolean,
 ): string {
-  const socket = () => peer() ?? 'unknown'
+  const socket = () => peer(request) ?? 'unknown'
   const header = request.headers.get('x-forwarded-for')
   if (!header || ('hops' in trust && trust.hops === 0)) return socket()
   const forwarded = header
@@ -104,18 +110,18 @@ export function clientIp(
  * The request's whole life in one pair of hooks. `onRequest`: an id (kept from a valid `X-Request-Id`), the client
  * IP and the start time. `onAfterResponse`: one access line (request_id, method, route pattern, status, duration_ms,
  * ip, key_id) and the metrics. Headers are never logged, so keys and cookies cannot leak through this line.
- * @example app.use(requestId({ logger, trustProxy: false, onResponse: metrics.observeRequest }))
+ * @example app.use(requestId({ logger, trustProxy: false, onResponse: metrics.observeRequest, peer: (r) => app.server?.requestIP(r)?.address }))
  */
 export const requestId = (options: RequestIdOptions) => {
-  const { logger, trustProxy, onResponse } = options
+  const { logger, trustProxy, onResponse, peer = () => undefined } = options
   const isProxy = 'proxies' in trustProxy ? proxyMatcher(trustProxy.proxies) : undefined
   // The access line has a fixed shape with no secret in it: a logger without the redaction paths, made once, spares
   // every request pino's per-field redaction walk (the largest cost of a log line in the profile).
   const access = logger.child({}, { redact: [] })
-  return new Elysia({ name: 'vireo.request-id', seed: seedOf(logger, trustProxy, onResponse) })
-    .onRequest(function assignRequestId({ request, set, server }) {
+  return new Elysia({ name: 'vireo.request-id', seed: seedOf(logger, trustProxy, onResponse, peer) })
+    .onRequest(function assignRequestId({ request, set }) {
       const id = pickRequestId(request.headers.get('x-request-id'))
-      const ip = clientIp(request, () => server?.requestIP(request)?.address, trustProxy, isProxy)
+      const ip = clientIp(request, peer, trustProxy, isProxy)
       states.set(request, new RequestState(id, performance.now(), ip, logger))
       set.headers['x-request-id'] = id
     })

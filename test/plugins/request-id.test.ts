@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test'
-import { req } from '../helpers'
+import { createTestApp, req } from '../helpers'
 import { usePluginTestApp } from './helpers'
 
 const t = usePluginTestApp()
@@ -37,5 +37,18 @@ describe('request id', () => {
     expect(access).toMatchObject({ method: 'GET', route: 'unmatched', status: 404 })
     expect(typeof access.duration_ms).toBe('number')
     expect(access.ip).toBeDefined()
+  })
+
+  it('logs the address of the socket a request came on, asked of the listening server', async () => {
+    const own = await createTestApp()
+    try {
+      own.app.listen({ hostname: '127.0.0.1', port: 0 })
+      await fetch(new URL('/api/v1/health/live', own.app.server!.url), { headers: { 'x-request-id': 'peer-1' } })
+      const access = await own.logs.line((l) => l.request_id === 'peer-1' && l.msg === 'request')
+      expect(access.ip).toBe('127.0.0.1')
+    } finally {
+      await own.app.stop()
+      await own.close()
+    }
   })
 })
