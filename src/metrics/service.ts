@@ -62,7 +62,7 @@ export interface RunObservation {
  * `observeRequest` and `observeRun` use no `this`: pass them straight as callbacks.
  * @example
  * const metrics = createMetrics({ collect: { queueDepth: () => pool.stats().queueDepth } })
- * app.use(requestId({ logger, trustProxy, onResponse: metrics.observeRequest }))
+ * app.use(requestId({ logger, trustProxy, onResponse: metrics.observeRequest, peer: (r) => app.server?.requestIP(r)?.address }))
  */
 export function createMetrics(options: MetricsOptions = {}) {
   const { collect = {}, defaultMetrics = true } = options

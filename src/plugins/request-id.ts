@@ -54,11 +54,12 @@ export interface RequestIdOptions {
   /** Called once per finished request, after its access line (metrics). */
   onResponse?: (entry: RequestObservation) => void
   /**
-   * The address of the socket a request came on (`app.server.requestIP`), where there is a server. Passed in rather
-   * than read from the hook's `server`: a hook that names `server` makes Elysia define that getter on every request's
-   * context, on every route.
+   * The address of the socket a request came on (`app.server?.requestIP`); undefined logs and limits the client as
+   * "unknown". Required, so an app composed without it cannot put every anonymous client in one rate-limit bucket
+   * unnoticed. Passed in rather than read from the hook's `server`: a hook that names `server` makes Elysia define
+   * that getter on every request's context, on every route.
    */
-  peer?: (request: Request) => string | undefined
+  peer: (request: Request) => string | undefined
 }
 
 /** Whether an address belongs to a trusted proxy, from TRUST_PROXY's addresses and CIDRs. */
@@ -113,7 +114,7 @@ export function clientIp(
  * @example app.use(requestId({ logger, trustProxy: false, onResponse: metrics.observeRequest, peer: (r) => app.server?.requestIP(r)?.address }))
  */
 export const requestId = (options: RequestIdOptions) => {
-  const { logger, trustProxy, onResponse, peer = () => undefined } = options
+  const { logger, trustProxy, onResponse, peer } = options
   const isProxy = 'proxies' in trustProxy ? proxyMatcher(trustProxy.proxies) : undefined
   // The access line has a fixed shape with no secret in it: a logger without the redaction paths, made once, spares
   // every request pino's per-field redaction walk (the largest cost of a log line in the profile).

@@ -74,7 +74,7 @@ describe('health', () => {
     const database = await openDatabase({ ...config, inMemory: true })
     await database.close()
     const app = new Elysia()
-      .use(requestId({ logger: t.deps.logger, trustProxy: { hops: 0 } }))
+      .use(requestId({ logger: t.deps.logger, trustProxy: { hops: 0 }, peer: () => undefined }))
       .use(errorHandler({ logger: t.deps.logger, routes: () => [] }))
       .use(
         healthModule({
