@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLogger, flushLogger, logDestination } from '../src/logger'
+import { createLogger, flatInfoWriter, flushLogger, logDestination } from '../src/logger'
 import { createTestApp, LogCapture, req, type TestApp, testConfig, until } from './helpers'
 
 const SECRET = 'vk_abcdef12_Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHdhYmNkZWZnaGlqa2xt'
@@ -97,6 +97,33 @@ describe('logging', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('writes flat info lines byte for byte as pino does (the access line), and none below the level', () => {
+    const capture = new LogCapture()
+    const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: capture })
+    const access = logger.child({}, { redact: [] })
+    const fields = {
+      request_id: 'r-1',
+      method: 'GET',
+      route: '/api/v1/models/:name',
+      status: 200,
+      duration_ms: 0.12,
+      ip: '::ffff:127.0.0.1',
+      key_id: undefined,
+      odd: 'quote " backslash \\ newline \n tab \t nul \u0000 lone \ud800 é 😀',
+      big: 1e21,
+      infinite: Number.POSITIVE_INFINITY,
+    }
+    access.info(fields, 'request')
+    flatInfoWriter(access)(fields, 'request "quoted"')
+    access.info(fields, 'request "quoted"')
+    const [, ours, theirs] = capture.raw
+    const timeless = (line: string) => line.replace(/"time":"[^"]*"/, '"time":"…"')
+    expect(timeless(ours!)).toBe(timeless(theirs!))
+    expect(JSON.parse(ours!)).toMatchObject({ level: 'info', service: 'vireo', status: 200, infinite: null, msg: 'request "quoted"' })
+    flatInfoWriter(createLogger(testConfig({ LOG_LEVEL: 'warn' }), { destination: capture }))(fields, 'request')
+    expect(capture.raw).toHaveLength(3)
   })
 
   it('respects LOG_LEVEL', () => {

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net'
 import { Elysia } from 'elysia'
 import type { TrustProxy } from '../config'
-import type { Logger } from '../logger'
+import { flatInfoWriter, type Logger } from '../logger'
 import type { RequestObservation } from '../metrics/service'
 import { seedOf } from './seed'
 
@@ -117,8 +117,10 @@ export const requestId = (options: RequestIdOptions) => {
   const { logger, trustProxy, onResponse, peer } = options
   const isProxy = 'proxies' in trustProxy ? proxyMatcher(trustProxy.proxies) : undefined
   // The access line has a fixed shape with no secret in it: a logger without the redaction paths, made once, spares
-  // every request pino's per-field redaction walk (the largest cost of a log line in the profile).
+  // every request pino's per-field redaction walk (the largest cost of a log line in the profile), and the usual
+  // line skips pino's per-field serializing too (flatInfoWriter).
   const access = logger.child({}, { redact: [] })
+  const writeAccess = flatInfoWriter(access)
   return new Elysia({ name: 'vireo.request-id', seed: seedOf(logger, trustProxy, onResponse, peer) })
     .onRequest(function assignRequestId({ request, set }) {
       const id = pickRequestId(request.headers.get('x-request-id'))
@@ -142,7 +144,7 @@ export const requestId = (options: RequestIdOptions) => {
         key_id: state.keyId,
       }
       if (status >= 500) access.error(line, 'request failed')
-      else access.info(line, 'request')
+      else writeAccess(line, 'request')
       onResponse?.({ method: line.method, route: pattern, status, durationS: durationMs / 1000 })
     })
 }
