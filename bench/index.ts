@@ -19,6 +19,7 @@ const BENCHMARKS = {
   batching: { file: 'batching.ts', run: 'benchBatching' },
   oip: { file: 'oip.ts', run: 'benchOip' },
   repository: { file: 'repository.ts', run: 'benchRepository' },
+  memory: { file: 'memory.ts', run: 'benchMemory' },
 } as const
 type Name = keyof typeof BENCHMARKS
 

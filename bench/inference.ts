@@ -42,7 +42,8 @@ const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
 const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 
-const inferBody = JSON.stringify({
+/** One Silero frame as `POST /infer` takes it (OIP JSON): 512 samples of a 220 Hz tone, zero state, 16 kHz. */
+export const inferBody = JSON.stringify({
   inputs: [
     { name: 'input', shape: [1, SILERO_FRAME], datatype: 'FP32', data: [...samples] },
     { name: 'state', shape: [2, 1, 128], datatype: 'FP32', data: new Array(SILERO_STATE).fill(0) },
