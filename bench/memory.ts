@@ -3,7 +3,8 @@
  * MEMORY_CONNECTIONS against two identical servers on the embedded PGlite (vireo's zero-setup default), and a third on
  * PostgreSQL when MEMORY_DATABASE_URL names one, side by side on the server core, driven in turn for MEMORY_SECONDS
  * each per round, MEMORY_ROUNDS rounds. Prints each RSS after every round: it should level off. Two PGlite servers,
- * because JavaScriptCore's collection pacing differs between identical processes there (README, "Memory under load").
+ * because identical processes there have not behaved alike: one climbing while its twin stayed level (README, "Memory
+ * under load").
  *
  *   bun bench/index.ts memory     (MEMORY_ROUNDS=10 MEMORY_SECONDS=8 MEMORY_CONNECTIONS=8 MEMORY_DATABASE_URL=)
  */
@@ -33,7 +34,7 @@ export async function benchMemory(): Promise<void> {
     )
     if (!postgres) console.log('  (no PostgreSQL server: MEMORY_DATABASE_URL is not set)')
     console.log(`  ${pinningNote()}; ${loadToolNote()}`)
-    console.log(`  ${'after'.padEnd(10)}${names.map((n) => col(n, 20)).join('')}${col('requests so far', 18)}`)
+    console.log(`  ${'after'.padEnd(10)}${names.map((n) => col(n, 20)).join('')}${col("first's requests", 18)}`)
     const first = Object.fromEntries(names.map((n) => [n, rss(servers[n]!)]))
     console.log(`  ${'start'.padEnd(10)}${names.map((n) => col(mib(first[n]!), 20)).join('')}`)
     let requests = 0
