@@ -218,6 +218,13 @@ export function median(values: number[]): number {
 
 export const fmt = (n: number, digits = 0) => n.toFixed(digits)
 
+/** A process's resident memory now and at its peak, in bytes (Linux /proc). */
+export function peakRss(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') }
+}
+
 export const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 
 /** A number right-aligned in a column. */

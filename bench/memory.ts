@@ -8,11 +8,10 @@
  *
  *   bun bench/index.ts memory     (MEMORY_ROUNDS=10 MEMORY_SECONDS=8 MEMORY_CONNECTIONS=8 MEMORY_DATABASE_URL=)
  */
-import { readFileSync } from 'node:fs'
 import { inferBody } from './inference'
-import { benchKey, type Child, col, envInt, load, loadToolNote, mib, pinningNote, productionEnv, startServer } from './lib'
+import { benchKey, type Child, col, envInt, load, loadToolNote, mib, peakRss, pinningNote, productionEnv, startServer } from './lib'
 
-const rss = (child: Child) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024
+const rss = (child: Child) => peakRss(child.pid).rss
 
 export async function benchMemory(): Promise<void> {
   const rounds = envInt('MEMORY_ROUNDS', 10)

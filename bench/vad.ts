@@ -10,7 +10,6 @@
  *
  *   INFERENCE_BACKENDS=cpu bun bench/index.ts vad     (or =wasm; BENCH_VAD_STREAM_S=6 VAD_STREAMS_FROM=100 VAD_STREAMS_MAX=1600 VAD_STREAMS_ROUNDS=2)
  */
-import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,7 +18,21 @@ import * as ort from 'onnxruntime-web'
 import { readAudioInfo, readWavInfo } from '../src/audio/decode'
 import { frames16k } from '../src/audio/detect'
 import { SileroWindow } from '../src/inference/vad-batch'
-import { benchKey, cpuSeconds, envInt, fmt, goal, mib, pinned, pinningNote, productionEnv, ROOT, startServer, threadCpu } from './lib'
+import {
+  benchKey,
+  cpuSeconds,
+  envInt,
+  fmt,
+  goal,
+  mib,
+  peakRss,
+  pinned,
+  pinningNote,
+  productionEnv,
+  ROOT,
+  startServer,
+  threadCpu,
+} from './lib'
 
 const LONG = join(ROOT, 'test/fixtures/audio/speech_16k_mono_s16_long.wav')
 
@@ -60,12 +73,6 @@ async function rawLoop(session: ort.InferenceSession, bytes: Uint8Array): Promis
     state = out.stateN!.data as Float32Array
   }
   return performance.now() - started
-}
-
-function peakRss(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') }
 }
 
 interface StreamRun {
