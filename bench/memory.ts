@@ -1,10 +1,10 @@
 /**
  * The server's RSS under sustained load: one-frame `POST /api/v1/models/silero-vad/infer` at concurrency
- * MEMORY_CONNECTIONS against two identical servers on the embedded PGlite (vireo's zero-setup default), and a third on
- * PostgreSQL when MEMORY_DATABASE_URL names one, side by side on the server core, driven in turn for MEMORY_SECONDS
- * each per round, MEMORY_ROUNDS rounds. Prints each RSS after every round: it should level off. Two PGlite servers,
- * because identical processes there have not behaved alike: one climbing while its twin stayed level (README, "Memory
- * under load").
+ * MEMORY_CONNECTIONS against two servers on the embedded PGlite (vireo's zero-setup default), one with its collection
+ * pacer (`PGLITE_COLLECT_EVERY_MB`, src/db/collection-pacer.ts) and one without, and a third on PostgreSQL when
+ * MEMORY_DATABASE_URL names one, side by side on the server core, driven in turn for MEMORY_SECONDS each per round,
+ * MEMORY_ROUNDS rounds. Prints each RSS after every round (it should level off) and each server's throughput, so the
+ * pacer's cost is read beside its gain (README, "Memory under load").
  *
  *   bun bench/index.ts memory     (MEMORY_ROUNDS=10 MEMORY_SECONDS=8 MEMORY_CONNECTIONS=8 MEMORY_DATABASE_URL=)
  */
@@ -21,8 +21,8 @@ export async function benchMemory(): Promise<void> {
   const env = productionEnv(key, { MODELS_DIR: 'models', DATABASE_URL: '' })
   const postgres = process.env.MEMORY_DATABASE_URL
   const servers: Record<string, Child> = {
-    'PGlite, first': await startServer('app', env),
-    'PGlite, second': await startServer('app', env),
+    PGlite: await startServer('app', env),
+    'PGlite, no pacer': await startServer('app', { ...env, PGLITE_COLLECT_EVERY_MB: '0' }),
     ...(postgres ? { PostgreSQL: await startServer('app', { ...env, DATABASE_URL: postgres }) } : {}),
   }
   try {
@@ -38,18 +38,23 @@ export async function benchMemory(): Promise<void> {
     console.log(`  ${'start'.padEnd(10)}${names.map((n) => col(mib(first[n]!), 20)).join('')}`)
     let requests = 0
     let last: Record<string, number> = first
+    const served = Object.fromEntries(names.map((n) => [n, 0]))
     for (let round = 1; round <= rounds; round++) {
       for (const name of names) {
         const url = `${servers[name]!.url.replace(/\/$/, '')}/api/v1/models/silero-vad/infer`
         const result = await load({ url, connections, seconds, headers, method: 'POST', body: inferBody })
         if (result.bad) console.log(`  WARNING: ${result.bad} failed answers from "${name}"`)
         if (name === names[0]) requests += result.requests
+        served[name]! += result.requests
       }
       last = Object.fromEntries(names.map((n) => [n, rss(servers[n]!)]))
       console.log(`  ${`round ${round}`.padEnd(10)}${names.map((n) => col(mib(last[n]!), 20)).join('')}${col(requests, 18)}`)
     }
     for (const name of names)
-      console.log(`  ${name}: RSS ${mib(first[name]!)} -> ${mib(last[name]!)} (${(last[name]! / first[name]!).toFixed(2)}×)`)
+      console.log(
+        `  ${name}: RSS ${mib(first[name]!)} -> ${mib(last[name]!)} (${(last[name]! / first[name]!).toFixed(2)}×), ` +
+          `${Math.round(served[name]! / (rounds * seconds))} req/s`,
+      )
   } finally {
     for (const server of Object.values(servers)) await server.stop()
   }

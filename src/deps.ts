@@ -66,6 +66,7 @@ export async function createDeps(config: Config, options: CreateDepsOptions = {}
       abandonedWorkers: () => registry.pool.stats().abandoned,
       overruns: () => registry.pool.stats(),
       handoffs: () => registry.pool.stats().handoffs,
+      ...(database.pacer ? { pacedCollections: () => database.pacer!.collections } : {}),
       models: () => registry.list(),
       jobs: () => queue.counts(),
     },

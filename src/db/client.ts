@@ -10,6 +10,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import type { Config } from '../config'
 import { ServiceUnavailableError } from '../errors'
+import { type CollectionPacer, startCollectionPacer } from './collection-pacer'
 import * as schema from './schema'
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
@@ -24,6 +25,8 @@ export interface Database {
   migrate(): Promise<void>
   /** Round trip to the server, failing after `timeoutMs`. */
   ping(timeoutMs: number): Promise<void>
+  /** PGlite under Bun: the collections paced for it (`PGLITE_COLLECT_EVERY_MB`; see collection-pacer.ts). */
+  pacer?: CollectionPacer
   close(): Promise<void>
 }
 
@@ -31,6 +34,7 @@ export type DatabaseOptions = Pick<
   Config,
   | 'DATABASE_URL'
   | 'PGLITE_DIR'
+  | 'PGLITE_COLLECT_EVERY_MB'
   | 'DB_POOL_MAX'
   | 'DB_CONNECT_TIMEOUT_MS'
   | 'DB_IDLE_TIMEOUT_MS'
@@ -73,12 +77,17 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const client = options.inMemory ? new PGlite() : new PGlite(options.PGLITE_DIR)
   await client.waitReady
   const db = drizzlePglite(client, { schema }) as unknown as Db
+  const pacer = await startCollectionPacer({ everyBytes: options.PGLITE_COLLECT_EVERY_MB * 2 ** 20 })
   return {
     db,
     kind: 'pglite',
     migrate: () => migratePglite(db as never, { migrationsFolder: MIGRATIONS_DIR }),
     ping: (timeoutMs) => withTimeout(db.execute(sql`select 1`), timeoutMs),
-    close: () => client.close(),
+    pacer,
+    close: () => {
+      pacer?.stop()
+      return client.close()
+    },
   }
 }
 

@@ -27,6 +27,8 @@ export interface MetricsCollectors {
   overruns?: () => { discarded: number; terminations: number }
   /** Since start: runs handed to a worker through shared memory and by postMessage (the pool's `stats().handoffs`). */
   handoffs?: () => { shared: number; posted: number }
+  /** Since start: full collections run by the collection pacer of an embedded PGlite (src/db/collection-pacer.ts). */
+  pacedCollections?: () => number
   /** Job counts by status, e.g. `{ queued: 3, running: 1 }`. */
   jobs?: () => Record<string, number> | Promise<Record<string, number>>
 }
@@ -288,8 +290,22 @@ export function createMetrics(options: MetricsOptions = {}) {
   // monitorEventLoopDelay, which Bun and Deno both provide).
   if (defaultMetrics) collectDefaultMetrics({ register: promRegistry })
 
+  // Only a process on the embedded PGlite paces collections: elsewhere the series is absent, not a made-up 0.
+  const readPaced = collect.pacedCollections
+  const pacedCollections =
+    readPaced &&
+    new Counter({
+      name: 'gc_paced_collections_total',
+      help: 'Full garbage collections run because the heap had grown PGLITE_COLLECT_EVERY_MB (Bun on the embedded PGlite only)',
+      registers,
+      async collect() {
+        await guarded('paced_collections', this, readPaced, (count: number) => this.inc(count))
+      },
+    })
+
   return {
     promRegistry,
+    pacedCollections,
     http,
     inference,
     modelStatus,

@@ -168,6 +168,19 @@ describe('metrics content', () => {
     expect(series(text, 'nodejs_eventloop_lag_seconds')).toBeGreaterThanOrEqual(0)
     expect(series(text, 'nodejs_eventloop_lag_max_seconds')).toBeGreaterThan(0.04)
   })
+
+  it('counts the collections paced for an embedded PGlite, and shows none on PostgreSQL', async () => {
+    const pacer = t.deps.database.pacer
+    const before = pacer?.collections
+    const text = await scrape()
+    if (t.deps.database.kind === 'postgres') {
+      expect(pacer).toBeUndefined()
+      expect(series(text, 'gc_paced_collections_total')).toBeUndefined()
+      return
+    }
+    expect(series(text, 'gc_paced_collections_total')).toBeGreaterThanOrEqual(before!)
+    expect(series(text, 'gc_paced_collections_total')).toBeLessThanOrEqual(pacer!.collections)
+  })
 })
 
 describe('createMetrics', () => {
