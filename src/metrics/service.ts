@@ -292,8 +292,7 @@ export function createMetrics(options: MetricsOptions = {}) {
 
   // Only a process on the embedded PGlite paces collections: elsewhere the series is absent, not a made-up 0.
   const readPaced = collect.pacedCollections
-  const pacedCollections =
-    readPaced &&
+  if (readPaced)
     new Counter({
       name: 'gc_paced_collections_total',
       help: 'Full garbage collections run because the heap had grown PGLITE_COLLECT_EVERY_MB (Bun on the embedded PGlite only)',
@@ -305,7 +304,6 @@ export function createMetrics(options: MetricsOptions = {}) {
 
   return {
     promRegistry,
-    pacedCollections,
     http,
     inference,
     modelStatus,

@@ -16,8 +16,8 @@ async function litter(mib: number, waitMs: number): Promise<void> {
 }
 
 describe('the collection pacer of an embedded PGlite', () => {
-  // With PGlite open the runtime counts its WebAssembly memory in the heap and lets hundreds of megabytes of garbage
-  // pile up before it collects on its own; the pacer collects every PGLITE_COLLECT_EVERY_MB instead.
+  // With PGlite open the runtime counts its WebAssembly memory in the heap and, in a server, has let hundreds of
+  // megabytes of garbage pile up before it collected on its own; the pacer collects every PGLITE_COLLECT_EVERY_MB.
   it('collects each time the heap has grown by its budget, so garbage never piles up far past it', async () => {
     const database = await openDatabase({ ...base, PGLITE_COLLECT_EVERY_MB: 8 })
     try {
