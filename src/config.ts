@@ -29,7 +29,7 @@ export const EnvSchema = t.Object({
   SHUTDOWN_GRACE_MS: Int(10000, 0),
   DATABASE_URL: t.Optional(t.String({ pattern: '^postgres(ql)?://' })),
   PGLITE_DIR: t.String({ default: '.data/pglite', minLength: 1 }),
-  PGLITE_COLLECT_EVERY_MB: Int(16, 0, 65536),
+  PGLITE_COLLECT_EVERY_MB: Int(64, 0, 65536),
   DB_POOL_MAX: Int(10, 1, 1000),
   DB_CONNECT_TIMEOUT_MS: Int(5000, 1),
   DB_IDLE_TIMEOUT_MS: Int(30000, 0),

@@ -25,7 +25,7 @@ export interface CollectionPacerOptions {
 
 /**
  * Start pacing collections, or return undefined where there is nothing to pace (off, or not under Bun).
- * @example const pacer = await startCollectionPacer({ everyBytes: 16 * 2 ** 20 }); pacer?.stop()
+ * @example const pacer = await startCollectionPacer({ everyBytes: 64 * 2 ** 20 }); pacer?.stop()
  */
 export async function startCollectionPacer({ everyBytes, intervalMs = 100 }: CollectionPacerOptions): Promise<CollectionPacer | undefined> {
   if (everyBytes <= 0 || !process.versions.bun) return undefined
