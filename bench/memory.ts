@@ -36,7 +36,6 @@ export async function benchMemory(): Promise<void> {
     console.log(`  ${'after'.padEnd(10)}${names.map((n) => col(n, 20)).join('')}${col("first's requests", 18)}`)
     const first = Object.fromEntries(names.map((n) => [n, rss(servers[n]!)]))
     console.log(`  ${'start'.padEnd(10)}${names.map((n) => col(mib(first[n]!), 20)).join('')}`)
-    let requests = 0
     let last: Record<string, number> = first
     const served = Object.fromEntries(names.map((n) => [n, 0]))
     for (let round = 1; round <= rounds; round++) {
@@ -44,11 +43,10 @@ export async function benchMemory(): Promise<void> {
         const url = `${servers[name]!.url.replace(/\/$/, '')}/api/v1/models/silero-vad/infer`
         const result = await load({ url, connections, seconds, headers, method: 'POST', body: inferBody })
         if (result.bad) console.log(`  WARNING: ${result.bad} failed answers from "${name}"`)
-        if (name === names[0]) requests += result.requests
         served[name]! += result.requests
       }
       last = Object.fromEntries(names.map((n) => [n, rss(servers[n]!)]))
-      console.log(`  ${`round ${round}`.padEnd(10)}${names.map((n) => col(mib(last[n]!), 20)).join('')}${col(requests, 18)}`)
+      console.log(`  ${`round ${round}`.padEnd(10)}${names.map((n) => col(mib(last[n]!), 20)).join('')}${col(served[names[0]!]!, 18)}`)
     }
     for (const name of names)
       console.log(
