@@ -36,7 +36,10 @@ export function createApp(deps: Deps, options: AppOptions = {}) {
   // encodeSchema: false checks each answer against its response schema with the compiled validator; vireo's response
   // schemas hold no transform worth encoding, only Elysia's t.Integer (string-or-integer), whose TypeBox Encode
   // walked every answer uncompiled: a quarter of the server's time on GET /models/:name (bench/stack.ts).
-  const app: Elysia = new Elysia({ name: 'vireo', normalize: false, encodeSchema: false })
+  // standardHostname: false finds the path after any host. Elysia's default skips 11 characters first ("http://a.bc"),
+  // so a URL whose host is shorter ("http://ml/…": a Kubernetes service named `ml`, as Deno.serve builds it from the
+  // Host header) was routed on the wrong path and every route answered 404 or 405.
+  const app: Elysia = new Elysia({ name: 'vireo', normalize: false, encodeSchema: false, handler: { standardHostname: false } })
   const findRoute = routeLookup(() => app.routes)
   return (
     app

@@ -181,6 +181,20 @@ describe(`main flows on ${RUNTIME}`, () => {
     expect(intervalIoU(vad.result.segments, VALID[SPEECH]!.speech)).toBeGreaterThanOrEqual(0.8)
   })
 
+  it('routes on the path whatever the Host: a service reached by a short name such as `ml`', async () => {
+    // Elysia's default router skips 11 characters of the URL ("http://a.bc") before looking for the path; Deno builds
+    // the URL from the Host header, so a host of three characters or fewer was routed on the wrong path.
+    for (const host of ['ml', 'api', 'x:80']) {
+      const live = await call('GET', '/api/v1/health/live', { headers: { host } })
+      expect(live.status, host).toBe(200)
+      expect(live.body.data.status).toBe('alive')
+      const inferred = await call('POST', '/api/v1/models/silero-vad/infer', { key: user, json: FRAME, headers: { host } })
+      expect(inferred.status, host).toBe(200)
+      expect(inferred.body.data.outputs.map((o: { name: string }) => o.name).sort()).toEqual(['output', 'stateN'])
+      expectError(await call('GET', '/api/v1/no-such-route', { headers: { host } }), 404, 'NOT_FOUND')
+    }
+  })
+
   it('answers 401, 404, 405, 400, 413 and 415 in the error envelope', async () => {
     expectError(await call('GET', '/api/v1/models'), 401, 'UNAUTHORIZED')
     expectError(await call('GET', '/api/v1/no-such-route'), 404, 'NOT_FOUND')
