@@ -25,11 +25,15 @@ const { config, logger } = deps
 // The 101 answer cannot pass through Elysia (it rebuilds responses, and a Response with status 101 cannot be
 // constructed), so the route only asks for the upgrade and the answer is taken from here.
 const upgrades = new WeakMap<Request, Response>()
+/** The request Deno handed in, for one rebuilt on its normalized URL (`routable`): only that one can be upgraded. */
+const received = new WeakMap<Request, Request>()
 const upgradeWebSocket: UpgradeWebSocket = (request, { headers, open }) => {
   const { 'sec-websocket-protocol': protocol, ...rest } = headers
   let upgraded: ReturnType<typeof Deno.upgradeWebSocket>
   try {
-    upgraded = Deno.upgradeWebSocket(request, { protocol: protocol === undefined ? undefined : String(protocol) })
+    upgraded = Deno.upgradeWebSocket(received.get(request) ?? request, {
+      protocol: protocol === undefined ? undefined : String(protocol),
+    })
   } catch {
     // Not a valid upgrade (no Sec-WebSocket-Key, wrong version): the route answers 400, as Bun's would.
     return false
@@ -56,6 +60,21 @@ app.server = {
   requestIP: (request: Request) => peers.get(request) ?? null,
 } as unknown as typeof app.server
 
+/** A `.` or `..` path segment, spelled plainly or percent-encoded, before any query. */
+const DOT_SEGMENT = /^[^?#]*\/(?:\.|%2e){1,2}(?:[/?#]|$)/i
+
+/**
+ * The request with dot segments resolved in its path, as Bun resolves them before a request reaches the app. Deno
+ * hands the path over as sent, so `/api/v1/./health/live` matched no route there (and was answered 405 "use GET").
+ * Most requests have none and pass as they are.
+ */
+function routable(request: Request): Request {
+  if (!DOT_SEGMENT.test(request.url)) return request
+  const rebuilt = new Request(new URL(request.url).href, request)
+  received.set(rebuilt, request)
+  return rebuilt
+}
+
 let ready: () => void
 const listening = new Promise<void>((resolve) => {
   ready = resolve
@@ -70,7 +89,8 @@ const server = Deno.serve(
       ready()
     },
   },
-  async function handle(request, info) {
+  async function handle(incoming, info) {
+    const request = routable(incoming)
     peers.set(request, { address: info.remoteAddr.hostname, port: info.remoteAddr.port })
     const response = await app.handle(request)
     return upgrades.get(request) ?? response

@@ -60,3 +60,20 @@ describe(`requests ${RUNTIME}'s HTTP parser refuses before vireo runs (the READM
       expect((await fetch(`${server.url}/api/v1/health/live`)).status).toBe(200)
     })
 })
+
+describe(`paths with dot segments on ${RUNTIME}`, () => {
+  // Clients built on WHATWG URLs resolve these before sending; curl --path-as-is, proxies and hand-written clients
+  // do not. Bun resolves them before the app sees the request; Deno hands them over as sent, and vireo resolves them.
+  for (const path of ['/api/v1/./health/live', '/api/v1/keys/../health/live', '/api/v1/%2e%2E/v1/health/./live?x=/../'])
+    it(`answers GET ${path} as GET /api/v1/health/live`, async () => {
+      const answer = await raw(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      expect(answer.status).toBe(200)
+      expect(JSON.parse(answer.body).data.status).toBe('alive')
+    })
+
+  it('answers a resolved path that names no route with 404 under the resolved path', async () => {
+    const answer = await raw('GET /api/v1/health/../nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    expect(answer.status).toBe(404)
+    expect(JSON.parse(answer.body).error).toMatchObject({ code: 'NOT_FOUND', message: 'No route for GET /api/v1/nothing' })
+  })
+})
