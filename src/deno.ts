@@ -60,17 +60,15 @@ app.server = {
   requestIP: (request: Request) => peers.get(request) ?? null,
 } as unknown as typeof app.server
 
-/** A `.` or `..` path segment, spelled plainly or percent-encoded, before any query. */
-const DOT_SEGMENT = /^[^?#]*\/(?:\.|%2e){1,2}(?:[/?#]|$)/i
-
 /**
- * The request with dot segments resolved in its path, as Bun resolves them before a request reaches the app. Deno
- * hands the path over as sent, so `/api/v1/./health/live` matched no route there (and was answered 405 "use GET").
- * Most requests have none and pass as they are.
+ * The request on its URL as the WHATWG parser writes it, as Bun hands requests to the app. Deno hands the URL over as
+ * sent: `/api/v1/./health/live` or `/api/v1\health\live` matched no route there (and was answered 405 "use GET"),
+ * while Bun resolves dot segments and backslashes first. Most requests are already in that form and pass as they are.
  */
 function routable(request: Request): Request {
-  if (!DOT_SEGMENT.test(request.url)) return request
-  const rebuilt = new Request(new URL(request.url).href, request)
+  const href = new URL(request.url).href
+  if (href === request.url) return request
+  const rebuilt = new Request(href, request)
   received.set(rebuilt, request)
   return rebuilt
 }

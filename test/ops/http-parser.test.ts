@@ -61,10 +61,11 @@ describe(`requests ${RUNTIME}'s HTTP parser refuses before vireo runs (the READM
     })
 })
 
-describe(`paths with dot segments on ${RUNTIME}`, () => {
+describe(`paths with dot segments or backslashes on ${RUNTIME}`, () => {
   // Clients built on WHATWG URLs resolve these before sending; curl --path-as-is, proxies and hand-written clients
   // do not. Bun resolves them before the app sees the request; Deno hands them over as sent, and vireo resolves them.
-  for (const path of ['/api/v1/./health/live', '/api/v1/keys/../health/live', '/api/v1/%2e%2E/v1/health/./live?x=/../'])
+  const paths = ['/api/v1/./health/live', '/api/v1/keys/../health/live', '/api/v1/%2e%2E/v1/health/./live?x=/../', '/api/v1\\health\\live']
+  for (const path of paths)
     it(`answers GET ${path} as GET /api/v1/health/live`, async () => {
       const answer = await raw(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
       expect(answer.status).toBe(200)
