@@ -77,7 +77,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const client = options.inMemory ? new PGlite() : new PGlite(options.PGLITE_DIR)
   await client.waitReady
   const db = drizzlePglite(client, { schema }) as unknown as Db
-  const pacer = await startCollectionPacer({ everyBytes: options.PGLITE_COLLECT_EVERY_MB * 2 ** 20 })
+  const pacer = startCollectionPacer({ everyBytes: options.PGLITE_COLLECT_EVERY_MB * 2 ** 20 })
   return {
     db,
     kind: 'pglite',
