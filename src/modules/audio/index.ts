@@ -182,7 +182,7 @@ export const audioModule = ({ registry, jobs, keys, limiter, logger, config, upg
         `Authenticate with Authorization / X-API-Key, or (browsers) the subprotocol \`${WS_KEY_PROTOCOL_PREFIX}<key>\` offered beside ` +
         `\`${VAD_STREAM_PROTOCOL}\`. First text message: { sample_rate, encoding: pcm_s16le | f32le, …segmenter parameters, probabilities? }; ` +
         'answer { type: ready }. Then binary PCM messages of any whole number of samples; events speech_start, speech_end, probability. ' +
-        'Send { type: end } to flush the last segment. Errors: { type: error, code, message } then close.',
+        'Send { type: end } to flush the last segment. Errors: { type: error, code, message, details? } then close (details: the fields a bad config got wrong).',
     },
     transform: authenticateStream,
   } as const

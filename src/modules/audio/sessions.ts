@@ -184,8 +184,11 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
         close(code, error) {
           if (state.closed) return
           if (error) {
-            if (code === CLOSE.internal) log.error({ err: error.cause ?? error }, 'vad stream failed')
-            send(socket, { type: 'error', code: error.code, message: error.message })
+            const internal = code === CLOSE.internal
+            if (internal) log.error({ err: error.cause ?? error }, 'vad stream failed')
+            // The field issues of a bad configuration, as the HTTP envelope carries them: which field, and why.
+            const details = internal || error.details === undefined ? {} : { details: error.details }
+            send(socket, { type: 'error', code: error.code, message: error.message, ...details })
           }
           socket.close(code, error?.code ?? 'end')
           release(state)

@@ -14,6 +14,7 @@ export async function fixturePcm(name: string): Promise<Uint8Array> {
 export interface StreamMessage {
   type: string
   code?: string
+  details?: { path: string; message: string }[]
   mode?: string
   segment?: { start_s: number; end_s: number }
 }

@@ -132,6 +132,18 @@ describe('GET /api/v1/audio/vad/stream', () => {
     })
   }
 
+  it("names the configuration's faulty fields in the error event, as the HTTP envelope does", async () => {
+    const client = connect()
+    expect(await client.opened).toBe(true)
+    client.ws.send(JSON.stringify({ sample_rate: 16000, threshold: 2 }))
+    const error = await client.next('error')
+    expect(error.code).toBe('VALIDATION_ERROR')
+    const paths = error.details?.map((d) => d.path)
+    expect(paths).toContain('/encoding')
+    expect(paths).toContain('/threshold')
+    expect((await client.closed).code).toBe(1008)
+  })
+
   it('closes 1003 for an odd byte count in s16 and for text after the config', async () => {
     const odd = await configured()
     odd.ws.send(new Uint8Array(1001))
