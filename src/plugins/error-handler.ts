@@ -48,12 +48,26 @@ export function allowedMethods(routes: RouteInfo[], pathname: string): string[] 
   return [...methods].sort()
 }
 
+/**
+ * The query parameter Elysia refused on its own. A query value is coerced (`"-1"` to -1) and checked against its
+ * schema alone, and that error (type "property") names no field: the parameter is the one sent with that value.
+ */
+function refusedQueryParameter(url: string, value: unknown): string | undefined {
+  if (!url.includes('?')) return undefined
+  const sent = [...new URL(url).searchParams].filter(([, v]) => v === String(value))
+  return sent.length === 1 ? sent[0]![0] : undefined
+}
+
 /** Elysia's validation error as field issues a person can act on: `/inputs/0/shape: Expected array`. */
-export function validationIssues(error: Readonly<ElysiaValidationError>): FieldIssue[] {
+export function validationIssues(error: Readonly<ElysiaValidationError>, url = ''): FieldIssue[] {
+  const parameter = error.type === 'property' ? refusedQueryParameter(url, error.value) : undefined
   const where = error.type === 'body' ? '' : `${error.type}:`
   return error.all.map((issue) => {
     const { path = '', message, summary } = issue as { path?: string; message?: string; summary?: string }
-    return { path: `${where}${path || '/'}`, message: summary ?? message ?? 'Invalid value' }
+    return {
+      path: parameter ? `query:/${parameter}${path}` : `${where}${path || '/'}`,
+      message: summary ?? message ?? 'Invalid value',
+    }
   })
 }
 
@@ -99,7 +113,10 @@ export const errorHandler = (options: ErrorHandlerOptions) =>
       appError =
         error.type === 'body' && kind && kind !== 'json' && kind !== 'multipart' && kind !== 'form'
           ? new UnsupportedMediaTypeError(`This route takes a JSON body; got Content-Type "${request.headers.get('content-type')}"`)
-          : new ValidationError(`Invalid request ${error.type}`, validationIssues(error))
+          : new ValidationError(
+              `Invalid request ${error.type === 'property' ? 'parameter' : error.type}`,
+              validationIssues(error, request.url),
+            )
     } else if (code === 'PARSE') {
       appError = new ValidationError('The request body could not be parsed; check it matches its Content-Type')
     } else if (code === 'INVALID_FILE_TYPE') {

@@ -205,9 +205,16 @@ describe('GET /api/v1/keys', () => {
     expect(seen.length).toBe(total - 1)
   })
 
-  it('validates limit', async () => {
-    for (const limit of ['0', '101', 'x']) {
-      expect((await t.app.handle(req(`/api/v1/keys?limit=${limit}`, { headers: bearer(admin) }))).status).toBe(400)
+  it('validates limit, naming the parameter in every refusal', async () => {
+    for (const limit of ['0', '-1', '101', 'x']) {
+      const response = await t.app.handle(req(`/api/v1/keys?cursor=abc&limit=${limit}`, { headers: bearer(admin) }))
+      expect(response.status).toBe(400)
+      const { error } = await body(response)
+      expect(
+        error.details.map((d: { path: string }) => d.path),
+        limit,
+      ).toEqual(['query:/limit'])
+      expect(error.message).not.toContain('property')
     }
   })
 })
