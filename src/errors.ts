@@ -3,6 +3,8 @@
  * the error-handler plugin turns them (and the framework's own errors) into the
  * error envelope. Nothing else builds an error body.
  */
+import type { TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 
 export const ERROR_CODES = {
   VALIDATION_ERROR: 400,
@@ -28,6 +30,31 @@ export type ErrorCode = keyof typeof ERROR_CODES
 export interface FieldIssue {
   path: string
   message: string
+}
+
+/** What a schema check reports about one value (TypeBox's `ValueError`, and the items of Elysia's `error.all`). */
+interface SchemaIssue {
+  schema?: unknown
+  value?: unknown
+  message?: string
+  summary?: string
+}
+
+/**
+ * A schema issue's message a person can act on. Elysia's `t.Integer` and `t.Numeric` take a number or its string form
+ * (a union of the two), so a number out of bounds fails both and the check names the union's types ("Expected union
+ * value", "should be one of: 'integer', 'integer'"); the number branch's own first error says what is wrong:
+ * "Expected integer to be greater or equal to 1".
+ * @example issueMessage([...check.Errors(value)][0]!) // 'Expected integer to be greater or equal to 1'
+ */
+export function issueMessage(issue: SchemaIssue): string {
+  const branches = (issue.schema as { anyOf?: TSchema[] } | undefined)?.anyOf
+  const number = branches?.length === 2 ? branches.find((b) => b.type === 'integer' || b.type === 'number') : undefined
+  if (number) {
+    const first = Value.Errors(number, issue.value).First()
+    if (first) return first.message
+  }
+  return issue.summary ?? issue.message ?? 'Invalid value'
 }
 
 export interface AppErrorOptions {

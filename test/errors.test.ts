@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'bun:test'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { t } from 'elysia'
 import {
   AppError,
   ConflictError,
   ERROR_CODES,
   ForbiddenError,
   IdempotencyKeyReusedError,
+  issueMessage,
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
@@ -57,5 +60,26 @@ describe('error classes', () => {
   it('leaves details out of a validation error without issues', () => {
     expect(new ValidationError('x').details).toBeUndefined()
     expect(new ValidationError('x', [{ path: '/a', message: 'm' }]).details).toEqual([{ path: '/a', message: 'm' }])
+  })
+})
+
+describe('issueMessage', () => {
+  const first = (schema: Parameters<typeof TypeCompiler.Compile>[0], value: unknown) => [...TypeCompiler.Compile(schema).Errors(value)][0]!
+
+  it("says what is wrong with a number out of an Elysia integer's bounds, not the union's types", () => {
+    const limits = t.Object({ n: t.Integer({ minimum: 1, maximum: 100 }) })
+    expect(first(limits, { n: 0 }).message).toBe('Expected union value')
+    expect(issueMessage(first(limits, { n: 0 }))).toBe('Expected integer to be greater or equal to 1')
+    expect(issueMessage(first(limits, { n: 101 }))).toBe('Expected integer to be less or equal to 100')
+    expect(issueMessage(first(limits, { n: 'many' }))).toBe('Expected integer')
+  })
+
+  it("keeps any other issue's own message, and Elysia's summary where there is one", () => {
+    expect(issueMessage(first(t.Object({ s: t.String() }), { s: 1 }))).toBe('Expected string')
+    const either = t.Object({ u: t.Union([t.String(), t.Boolean()]) })
+    expect(issueMessage(first(either, { u: 1 }))).toBe('Expected union value')
+    expect(issueMessage({ message: 'Expected union value', summary: "Property 'u' should be one of: 'string', 'boolean'" })).toBe(
+      "Property 'u' should be one of: 'string', 'boolean'",
+    )
   })
 })

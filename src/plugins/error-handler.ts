@@ -5,6 +5,7 @@ import {
   ERROR_CODES,
   type ErrorCode,
   type FieldIssue,
+  issueMessage,
   MethodNotAllowedError,
   NotFoundError,
   toAppError,
@@ -63,11 +64,8 @@ export function validationIssues(error: Readonly<ElysiaValidationError>, url = '
   const parameter = error.type === 'property' ? refusedQueryParameter(url, error.value) : undefined
   const where = error.type === 'body' ? '' : `${error.type}:`
   return error.all.map((issue) => {
-    const { path = '', message, summary } = issue as { path?: string; message?: string; summary?: string }
-    return {
-      path: parameter ? `query:/${parameter}${path}` : `${where}${path || '/'}`,
-      message: summary ?? message ?? 'Invalid value',
-    }
+    const { path = '' } = issue as { path?: string }
+    return { path: parameter ? `query:/${parameter}${path}` : `${where}${path || '/'}`, message: issueMessage(issue) }
   })
 }
 

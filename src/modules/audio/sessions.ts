@@ -3,7 +3,7 @@ import { VAD_MODEL } from '../../audio/detect'
 import { resolveVadParams } from '../../audio/params'
 import { inferVadFrame, RealtimeVad, type StreamEvent } from '../../audio/stream'
 import type { Config } from '../../config'
-import { AppError, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { AppError, issueMessage, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
 import type { Feeds } from '../../inference/tensors'
 import type { Logger } from '../../logger'
@@ -146,7 +146,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
     if (!checkStreamConfig.Check(message))
       throw new ValidationError(
         'Invalid stream configuration',
-        [...checkStreamConfig.Errors(message)].map((e) => ({ path: e.path || '/', message: e.message })),
+        [...checkStreamConfig.Errors(message)].map((e) => ({ path: e.path || '/', message: issueMessage(e) })),
       )
     const {
       sample_rate,

@@ -1,6 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { ItemError } from '../../envelope'
-import { toAppError, ValidationError } from '../../errors'
+import { issueMessage, toAppError, ValidationError } from '../../errors'
 import type { CallOptions, Registry } from '../../inference/registry'
 import { type InferRequest, InferRequestSchema, type InferResult } from '../../inference/tensors'
 
@@ -9,7 +9,7 @@ const checkRequest = TypeCompiler.Compile(InferRequestSchema)
 /** Schema-check one infer request that arrived inside a batch, with paths relative to the batch body. */
 export function parseBatchItem(value: unknown, index: number): InferRequest {
   if (checkRequest.Check(value)) return value
-  const issues = [...checkRequest.Errors(value)].map((e) => ({ path: `/requests/${index}${e.path}`, message: e.message }))
+  const issues = [...checkRequest.Errors(value)].map((e) => ({ path: `/requests/${index}${e.path}`, message: issueMessage(e) }))
   throw new ValidationError(`Request ${index} is not a valid infer request`, issues)
 }
 
