@@ -131,21 +131,18 @@ describe('client IP behind a proxy', () => {
 })
 
 /**
- * One GET's status, by curl rather than fetch. Three times in full CI runs a fetch in the test below hung until the
- * test's 5-minute timeout, the last time with `keepalive: false` and an `AbortSignal.timeout(30_000)` that never fired
- * (Bun's fetch can ignore its signal while a connection is wedged: oven-sh/bun#18536, #13302). curl bounds itself.
+ * One GET's status, by curl rather than fetch, and waited for synchronously. Three times in full CI runs a fetch in
+ * the test below hung until the test's 5-minute timeout (Bun's fetch can ignore its signal while a connection is
+ * wedged: oven-sh/bun#18536, #13302); once more, on 2026-12-04, with curl run by `Bun.spawn` and its output read from
+ * pipes, although curl bounds itself. `Bun.spawnSync` has no pipe or promise left to wedge, and its own timeout.
  */
-async function statusByCurl(url: string): Promise<number> {
-  const proc = Bun.spawn(
+function statusByCurl(url: string): number {
+  const { stdout, stderr, exitCode } = Bun.spawnSync(
     ['curl', '--silent', '--show-error', '--max-time', '30', '--output', '/dev/null', '--write-out', '%{http_code}', url],
-    {
-      stdout: 'pipe',
-      stderr: 'pipe',
-    },
+    { timeout: 40_000 },
   )
-  const [out, errors, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
-  if (code !== 0) throw new Error(`curl ${url} exited ${code}: ${errors}`)
-  return Number(out)
+  if (exitCode !== 0) throw new Error(`curl ${url} exited ${exitCode}: ${stderr.toString()}`)
+  return Number(stdout.toString())
 }
 
 describeRedis('rate limits shared through Redis', () => {
@@ -155,7 +152,7 @@ describeRedis('rate limits shared through Redis', () => {
     const servers = await Promise.all([1, 2].map(() => startServer({ REDIS_URL: REDIS_URL!, RATE_LIMIT_PUBLIC: '6/60' })))
     try {
       const statuses: number[] = []
-      for (let i = 0; i < 10; i++) statuses.push(await statusByCurl(`${servers[i % 2]!.url}/api/v1/health/live`))
+      for (let i = 0; i < 10; i++) statuses.push(statusByCurl(`${servers[i % 2]!.url}/api/v1/health/live`))
       expect(statuses.filter((s) => s === 200)).toHaveLength(6)
       expect(statuses.slice(6)).toEqual([429, 429, 429, 429])
     } finally {
