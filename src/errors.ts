@@ -57,6 +57,15 @@ export function issueMessage(issue: SchemaIssue): string {
   return issue.summary ?? issue.message ?? 'Invalid value'
 }
 
+/**
+ * A schema check's finding as a field issue: where (`/` for the value as a whole) and `issueMessage`.
+ * @example [...check.Errors(body)].map(fieldIssue) // [{ path: '/sample_rate', message: 'Expected integer …' }]
+ */
+export const fieldIssue = (issue: SchemaIssue & { path: string }): FieldIssue => ({
+  path: issue.path || '/',
+  message: issueMessage(issue),
+})
+
 export interface AppErrorOptions {
   details?: unknown
   /** Extra response headers, e.g. `Retry-After` or `Allow`. */

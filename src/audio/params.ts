@@ -1,7 +1,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 import { t } from 'elysia'
-import { type FieldIssue, issueMessage, ValidationError } from '../errors.ts'
+import { type FieldIssue, fieldIssue, ValidationError } from '../errors.ts'
 
 /** Frame size Silero VAD v5 takes at 16 kHz; segment times are multiples of it. */
 export const VAD_FRAME_SAMPLES = 512
@@ -62,7 +62,7 @@ export function withVadDefaults(given: Partial<ResolvedVadParams> = {}): Resolve
  * @example const params = resolveVadParams({ threshold: 0.6 }) // neg_threshold 0.45, min_speech_ms 250, …
  */
 export function resolveVadParams(input: unknown = {}): ResolvedVadParams {
-  const issues = [...Value.Errors(VadParams, input)].map((error) => ({ path: error.path || '/', message: issueMessage(error) }))
+  const issues = [...Value.Errors(VadParams, input)].map(fieldIssue)
   if (issues.length) throw new ValidationError('Invalid VAD parameters', issues)
   const given = input as VadParams
   const params = withVadDefaults(given)
@@ -112,9 +112,7 @@ const checkOptions = TypeCompiler.Compile(VadOptions)
  */
 export function resolveVadOptions(input: Record<string, unknown>, prefix = ''): ResolvedVadOptions {
   // Every bad field is listed at once: the schema's findings, then the segmenter's rules between fields.
-  const issues: FieldIssue[] = checkOptions.Check(input)
-    ? []
-    : [...checkOptions.Errors(input)].map((e) => ({ path: e.path || '/', message: issueMessage(e) }))
+  const issues: FieldIssue[] = checkOptions.Check(input) ? [] : [...checkOptions.Errors(input)].map(fieldIssue)
   const { probabilities = false, fallback = 'auto', timeout_ms, ...segmenter } = input as VadOptions
   let params: ResolvedVadParams | undefined
   try {

@@ -3,7 +3,7 @@ import { VAD_MODEL } from '../../audio/detect'
 import { resolveVadParams } from '../../audio/params'
 import { inferVadFrame, RealtimeVad, type StreamEvent } from '../../audio/stream'
 import type { Config } from '../../config'
-import { AppError, issueMessage, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
+import { AppError, fieldIssue, toAppError, UnsupportedMediaTypeError, ValidationError } from '../../errors'
 import type { Registry } from '../../inference/registry'
 import type { Feeds } from '../../inference/tensors'
 import type { Logger } from '../../logger'
@@ -144,10 +144,7 @@ export function createStreamSessions({ registry, config }: StreamSessionsOptions
     if (!message || typeof message !== 'object' || Array.isArray(message))
       throw new ValidationError('The first message must be a JSON object: { "sample_rate": 16000, "encoding": "pcm_s16le" }')
     if (!checkStreamConfig.Check(message))
-      throw new ValidationError(
-        'Invalid stream configuration',
-        [...checkStreamConfig.Errors(message)].map((e) => ({ path: e.path || '/', message: issueMessage(e) })),
-      )
+      throw new ValidationError('Invalid stream configuration', [...checkStreamConfig.Errors(message)].map(fieldIssue))
     const {
       sample_rate,
       encoding,

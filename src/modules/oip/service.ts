@@ -1,5 +1,5 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { issueMessage, ServiceUnavailableError, ValidationError } from '../../errors'
+import { fieldIssue, ServiceUnavailableError, ValidationError } from '../../errors'
 import { decodeInputs, encodeTensor, oipDatatype } from '../../inference/oip-binary'
 import type { CallOptions, ModelInfo, Registry } from '../../inference/registry'
 import type { InferenceStatistics, ModelStat } from '../../inference/statistics'
@@ -112,7 +112,7 @@ export interface PreparedInfer {
 export function prepareInfer(model: string, body: OipBody, requestId: string): PreparedInfer {
   const header = body.header
   if (!checkRequest.Check(header)) {
-    const issues = [...checkRequest.Errors(header)].slice(0, 10).map((e) => ({ path: e.path || '/', message: issueMessage(e) }))
+    const issues = [...checkRequest.Errors(header)].slice(0, 10).map(fieldIssue)
     throw new ValidationError('The inference request does not follow the Open Inference Protocol', issues)
   }
   const issues = [...refuseUnsupported(header.parameters, '')]
