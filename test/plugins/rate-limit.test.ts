@@ -1,10 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, setSystemTime } from 'bun:test'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { RateLimiterRes } from 'rate-limiter-flexible'
 import { createLogger } from '../../src/logger'
 import { clientIp } from '../../src/plugins/request-id'
 import { createRateLimiter, decide, rateLimitHeaders } from '../../src/rate-limit/limiter'
-import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig } from '../helpers'
+import { bearer, body, createKey, createTestApp, LogCapture, req, startServer, type TestApp, testConfig, until } from '../helpers'
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6379' : undefined)
 const describeRedis = REDIS_URL ? describe : describe.skip
@@ -163,21 +166,20 @@ describeRedis('rate limits shared through Redis', () => {
   })
 
   it('falls back to the in-memory insurance limiter when Redis stops, logging the failure — never unlimited', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000)
-    const server = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    // A private Redis on a Unix socket: a random TCP port could be taken (CI once failed here when one was).
+    const dir = mkdtempSync(join(tmpdir(), 'vireo-redis-'))
+    const socket = join(dir, 'redis.sock')
+    const server = Bun.spawn(['redis-server', '--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no'], {
       stdout: 'ignore',
     })
-    const url = `redis://127.0.0.1:${port}`
-    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 })
-    probe.on('error', () => {})
-    for (let i = 0; i < 50 && probe.status !== 'ready'; i++) await probe.connect().catch(() => Bun.sleep(100))
-    probe.disconnect()
+    await until(() => existsSync(socket) || server.exitCode !== null, 30_000)
+    expect(server.exitCode).toBeNull()
     const logs = new LogCapture()
     const logger = createLogger(testConfig({ LOG_LEVEL: 'info' }), { destination: logs })
-    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 500 })
+    const redis = new Redis({ path: socket, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 500 })
     const limiter = createRateLimiter({ rules: { ...testConfig().RATE_LIMITS, jobs: { points: 3, durationS: 60 } }, logger, redis })
     try {
-      await Bun.sleep(200)
+      await until(() => redis.status === 'ready', 30_000)
       expect((await limiter.consume('jobs', 'k1')).remaining).toBe(2)
       expect(await redis.get('vireo:rl:jobs:k1')).toBe('1')
       server.kill()
@@ -190,6 +192,7 @@ describeRedis('rate limits shared through Redis', () => {
     } finally {
       server.kill()
       redis.disconnect()
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
