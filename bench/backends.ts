@@ -2,11 +2,14 @@
  * The two CPU backends side by side on Silero VAD v5, raw (no pool): session load time, and
  * `session.run` per 512-sample frame in batches of 1 and 8, on `cpu` (onnxruntime-node, native)
  * and `wasm` (onnxruntime-web), both on one thread as src/inference/worker.ts sets them up.
+ * Beside them, `cpu` called as src/inference/worker.ts calls it: onnxruntime-node's session object
+ * (`onnxruntime-node/dist/binding.js`) run synchronously with plain tensors, below the public `session.run`.
  * Calls alternate between the backends in chunks, so a noisy moment on the machine hits both.
  *
  *   bun bench/index.ts backends     (BACKENDS_N=3000 BACKENDS_ROUNDS=5)
  */
 import * as ortNode from 'onnxruntime-node'
+import { binding, initOrt } from 'onnxruntime-node/dist/binding.js'
 import * as ortWeb from 'onnxruntime-web'
 import { packVadBatch, SILERO_FRAME, SILERO_STATE } from '../src/inference/vad-batch'
 import { tone } from '../test/audio/wav-builder'
@@ -35,6 +38,20 @@ async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ort
   return { session, loadMs: performance.now() - started }
 }
 
+/** A session of onnxruntime-node's binding, made and fed as the worker does it. */
+function openNative(bytes: Uint8Array) {
+  initOrt()
+  const session = new binding.InferenceSession()
+  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  })
+  return session
+}
+
 function frames(batch: number) {
   return Array.from({ length: batch }, (_, b) => ({
     samples: tone(180 + 20 * b, 16000, SILERO_FRAME / 16000, 0.3),
@@ -50,11 +67,14 @@ export async function benchBackends(): Promise<void> {
   const wasm = await open('wasm', bytes)
   const cpu = await open('cpu', bytes)
   const sessions = { cpu: cpu.session, wasm: wasm.session }
+  const native = openNative(bytes)
   console.log(`backends: Silero v5 raw session.run per frame, one thread each; median of ${rounds} alternating rounds of ${n} calls`)
   console.log(
     `  session load: cpu ${cpu.loadMs.toFixed(0)} ms, wasm ${wasm.loadMs.toFixed(0)} ms (wasm/cpu ${(wasm.loadMs / cpu.loadMs).toFixed(1)})`,
   )
-  console.log(`  ${'batch'.padEnd(8)}${col('cpu µs/frame', 14)}${col('wasm µs/frame', 15)}${col('wasm/cpu', 10)}`)
+  console.log(
+    `  ${'batch'.padEnd(8)}${col('cpu µs/frame', 14)}${col('wasm µs/frame', 15)}${col('wasm/cpu', 10)}${col('cpu binding', 13)}${col('binding/cpu', 13)}`,
+  )
   for (const batch of [1, 8]) {
     const feeds = packVadBatch(frames(batch))
     const call = async (backend: Backend) => {
@@ -63,18 +83,22 @@ export async function benchBackends(): Promise<void> {
       const outputs = await sessions[backend].run(inputs)
       for (const tensor of Object.values(outputs)) tensor.dispose()
     }
-    // WASM code tiers up over the first thousand or so runs; measure after that, both alike.
-    for (const backend of BACKENDS) for (let i = 0; i < 1000; i++) await call(backend)
-    const perFrame: Record<Backend, number[]> = { cpu: [], wasm: [] }
+    const plain = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { ...t, location: 'cpu' }]))
+    const fetches = { output: null, stateN: null }
+    const paths = { cpu: () => call('cpu'), wasm: () => call('wasm'), binding: async () => native.run(plain as never, fetches, {}) }
+    // WASM code tiers up over the first thousand or so runs; measure after that, all alike.
+    for (const run of Object.values(paths)) for (let i = 0; i < 1000; i++) await run()
+    const perFrame: Record<keyof typeof paths, number[]> = { cpu: [], wasm: [], binding: [] }
     for (let round = 0; round < rounds; round++) {
-      for (const backend of BACKENDS) {
+      for (const [path, run] of Object.entries(paths) as [keyof typeof paths, () => Promise<unknown>][]) {
         const started = performance.now()
-        for (let i = 0; i < n; i++) await call(backend)
-        perFrame[backend].push(((performance.now() - started) * 1000) / (n * batch))
+        for (let i = 0; i < n; i++) await run()
+        perFrame[path].push(((performance.now() - started) * 1000) / (n * batch))
       }
     }
-    const [c, w] = [median(perFrame.cpu), median(perFrame.wasm)]
-    console.log(`  ${String(batch).padEnd(8)}${col(c, 14, 1)}${col(w, 15, 1)}${col(w / c, 10, 2)}`)
+    const [c, w, b] = [median(perFrame.cpu), median(perFrame.wasm), median(perFrame.binding)]
+    console.log(`  ${String(batch).padEnd(8)}${col(c, 14, 1)}${col(w, 15, 1)}${col(w / c, 10, 2)}${col(b, 13, 1)}${col(b / c, 13, 2)}`)
   }
   await Promise.all(Object.values(sessions).map((s) => s.release()))
+  native.dispose()
 }
