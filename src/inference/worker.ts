@@ -85,7 +85,8 @@ const sessions = new Map<string, Loaded>()
  * `InferenceSession`: its `run` is synchronous and takes and gives plain tensors. The public `run` wraps this same
  * call in a `setImmediate`, checks the feeds again and wraps every tensor in and out (a Silero frame: 89 µs this way
  * against 122, `bun bench/index.ts backends`; `/audio/vad` ≈ 20 % faster). vireo has checked the feeds against the
- * model's metadata before they reach a worker (tensors.ts).
+ * model's metadata before they reach a worker (tensors.ts). Typed here, not with the package's `Binding` types:
+ * those declare `run` with the public Tensor class, and `loadModel` with an ArrayBuffer only.
  */
 interface NativeSession {
   loadModel(buffer: ArrayBufferLike, byteOffset: number, byteLength: number, options: object): void
@@ -147,6 +148,7 @@ let native: Promise<NativeBinding> | undefined
  */
 function nativeLibrary(): Promise<NativeBinding> {
   native ??= import('onnxruntime-node').then(async (lib: typeof OrtNode) => {
+    // initOrt reads its log level from the package's `env`, once: set it there before the binding starts.
     lib.env.logLevel = 'error'
     const loaded = (await import('onnxruntime-node/dist/binding.js')) as unknown as NativeBinding
     loaded.initOrt()
