@@ -288,7 +288,8 @@ export async function benchInference(): Promise<void> {
       console.log(
         `  ${String(concurrency).padEnd(6)}${col(`${rawRate.toFixed(0)} (${threads}t)`, 14)}${col(poolRate, 8)}${col(poolRate / rawRate, 10, 2)}${col(median(postedRates), 8)}${col(http.rps, 8)}${col(http.rps / rawRate, 10, 2)}`,
       )
-      console.log(`        ${goal('pool/raw', poolRate / rawRate, '>=', 0.8)}`)
+      // The issue sets the goal at concurrency 1; 4 and 16 are printed for the record (batching serves those).
+      if (concurrency === 1) console.log(`        ${goal('pool/raw at concurrency 1', poolRate / rawRate, '>=', 0.8)}`)
     }
     // Where a pooled frame's CPU goes, from each thread's own counters: the main thread's hand-off, the workers'
     // time around the run, and the run itself as the workers report it. Each pool's idle workers are still threads
