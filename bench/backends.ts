@@ -1,12 +1,13 @@
 /**
  * The two CPU backends side by side on Silero VAD v5, raw (no pool): session load time, and
- * `session.run` per 512-sample frame in batches of 1 and 8, on `cpu` (onnxruntime-node, native)
+ * `session.run` per 512-sample frame in batches of 1, 8 and 16, on `cpu` (onnxruntime-node, native)
  * and `wasm` (onnxruntime-web), both on one thread as src/inference/worker.ts sets them up.
  * Beside them, `cpu` called as src/inference/worker.ts calls it: onnxruntime-node's session object
  * (`onnxruntime-node/dist/binding.js`) run synchronously with plain tensors, below the public `session.run`.
- * Calls alternate between the backends in chunks, so a noisy moment on the machine hits both.
+ * Calls alternate between the backends in chunks, so a noisy moment on the machine hits both. The last line is the
+ * most a dynamic batcher can gain on each backend: a frame's cost in the largest batch against its cost alone.
  *
- *   bun bench/index.ts backends     (BACKENDS_N=3000 BACKENDS_ROUNDS=5)
+ *   bun bench/index.ts backends     (BACKENDS_N=3000 BACKENDS_ROUNDS=5 BACKENDS_BATCHES=1,8,16)
  */
 import * as ortNode from 'onnxruntime-node'
 import { binding, initOrt } from 'onnxruntime-node/dist/binding.js'
@@ -27,9 +28,17 @@ ortWeb.env.wasm.numThreads = 1
 ortWeb.env.logLevel = 'error'
 ortNode.env.logLevel = 'error'
 
+/** One thread per session on `cpu`, as src/inference/worker.ts loads it. */
+const NATIVE_OPTIONS = {
+  graphOptimizationLevel: 'all',
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+} as const
+
 async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ortWeb.InferenceSession; loadMs: number }> {
   const started = performance.now()
-  const options = backend === 'cpu' ? { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' as const } : {}
+  const options = backend === 'cpu' ? NATIVE_OPTIONS : {}
   const session = await libraries[backend].InferenceSession.create(bytes, {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
@@ -42,13 +51,7 @@ async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ort
 function openNative(bytes: Uint8Array) {
   initOrt()
   const session = new binding.InferenceSession()
-  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  })
+  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, { executionProviders: ['cpu'], ...NATIVE_OPTIONS })
   return session
 }
 
@@ -62,6 +65,8 @@ function frames(batch: number) {
 export async function benchBackends(): Promise<void> {
   const n = envInt('BACKENDS_N', 3000)
   const rounds = envInt('BACKENDS_ROUNDS', 5)
+  const batches = (process.env.BACKENDS_BATCHES ?? '1,8,16').split(',').map(Number)
+  if (!batches.every((b) => Number.isInteger(b) && b > 0)) throw new Error('BACKENDS_BATCHES: batch sizes, e.g. 1,8,16')
   const bytes = new Uint8Array(await Bun.file(MODEL).arrayBuffer())
   // wasm first: its first session also compiles onnxruntime-web, which is part of what a worker pays.
   const wasm = await open('wasm', bytes)
@@ -75,7 +80,8 @@ export async function benchBackends(): Promise<void> {
   console.log(
     `  ${'batch'.padEnd(8)}${col('cpu µs/frame', 14)}${col('wasm µs/frame', 15)}${col('wasm/cpu', 10)}${col('cpu binding', 13)}${col('binding/cpu', 13)}`,
   )
-  for (const batch of [1, 8]) {
+  const costs: { batch: number; cpu: number; wasm: number; binding: number }[] = []
+  for (const batch of batches) {
     const feeds = packVadBatch(frames(batch))
     const call = async (backend: Backend) => {
       const { Tensor } = libraries[backend]
@@ -97,7 +103,16 @@ export async function benchBackends(): Promise<void> {
       }
     }
     const [c, w, b] = [median(perFrame.cpu), median(perFrame.wasm), median(perFrame.binding)]
+    costs.push({ batch, cpu: c, wasm: w, binding: b })
     console.log(`  ${String(batch).padEnd(8)}${col(c, 14, 1)}${col(w, 15, 1)}${col(w / c, 10, 2)}${col(b, 13, 1)}${col(b / c, 13, 2)}`)
+  }
+  const alone = costs.find((c) => c.batch === 1)
+  const largest = costs.reduce((a, b) => (b.batch > a.batch ? b : a))
+  if (alone && largest.batch > 1) {
+    const gain = (path: 'cpu' | 'wasm' | 'binding') => (alone[path] / largest[path]).toFixed(2)
+    console.log(
+      `  most a batcher can gain (a frame alone ÷ a frame in a batch of ${largest.batch}): cpu ${gain('cpu')}×, binding ${gain('binding')}×, wasm ${gain('wasm')}×`,
+    )
   }
   await Promise.all(Object.values(sessions).map((s) => s.release()))
   native.dispose()
