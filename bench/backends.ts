@@ -29,8 +29,7 @@ ortWeb.env.logLevel = 'error'
 ortNode.env.logLevel = 'error'
 
 /** One thread per session on `cpu`, as src/inference/worker.ts loads it. */
-const NATIVE_OPTIONS = {
-  graphOptimizationLevel: 'all',
+const NATIVE_THREADS = {
   intraOpNumThreads: 1,
   interOpNumThreads: 1,
   executionMode: 'sequential',
@@ -38,7 +37,7 @@ const NATIVE_OPTIONS = {
 
 async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ortWeb.InferenceSession; loadMs: number }> {
   const started = performance.now()
-  const options = backend === 'cpu' ? NATIVE_OPTIONS : {}
+  const options = backend === 'cpu' ? NATIVE_THREADS : {}
   const session = await libraries[backend].InferenceSession.create(bytes, {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
@@ -51,7 +50,11 @@ async function open(backend: Backend, bytes: Uint8Array): Promise<{ session: ort
 function openNative(bytes: Uint8Array) {
   initOrt()
   const session = new binding.InferenceSession()
-  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, { executionProviders: ['cpu'], ...NATIVE_OPTIONS })
+  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    ...NATIVE_THREADS,
+  })
   return session
 }
 
