@@ -6,7 +6,9 @@
  *   process pinned to one core, MODELS_DIR=models, the bench process on another) and of the in-process worker
  *   pool, each beside a raw in-process `session.run` on the backend the server chose (cpu where onnxruntime-node
  *   loads) and on raw WASM, calls interleaved in chunks so drift hits every path alike; INFER_ROUNDS rounds, the
- *   best round's added p50 kept (the one least disturbed by other work on this shared machine);
+ *   best round's added p50 kept (the one least disturbed by other work on this shared machine); beside them the raw
+ *   run once more after an untimed idle spell as long as the rest of a request's round trip, as a sequential
+ *   server's worker meets each frame (the issue's R2 stays over the hot loop);
  * - throughput at concurrency 1, 4 and 16: the pool (and HTTP) against raw sessions on the server's backend looping
  *   in as many worker threads as the concurrency can keep busy (at most one per core, like the pool).
  *
@@ -40,6 +42,8 @@ import {
 
 const MODEL = `${ROOT}models/silero-vad/silero_vad_v5.onnx`
 const samples = tone(220, 16000, SILERO_FRAME / 16000, 0.3)
+/** Roughly how long a server's worker sits idle between two sequential one-frame requests here. */
+const IDLE_MS = 0.4
 const feeds = () => packVadBatch([{ samples, state: new Float32Array(SILERO_STATE) }])
 
 /** One Silero frame as `POST /infer` takes it (OIP JSON): 512 samples of a 220 Hz tone, zero state, 16 kHz. */
@@ -61,14 +65,23 @@ function summarise(ms: number[]): Percentiles {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
 }
 
-/** Each path's call times, taken in alternating chunks so a noisy moment on the machine hits every path. */
-async function interleavedLatencies(paths: Record<string, () => Promise<unknown>>, n: number, chunk = 100, warmup = 1000) {
+/**
+ * Each path's call times, taken in alternating chunks so a noisy moment on the machine hits every path; `before` runs
+ * ahead of a path's every call, outside its time.
+ */
+async function interleavedLatencies(
+  paths: Record<string, () => Promise<unknown>>,
+  n: number,
+  { chunk = 100, warmup = 1000, before = {} as Record<string, () => void> } = {},
+) {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((k) => [k, []]))
   // WASM code tiers up over the first thousand or so runs in each thread; measure after that.
   for (const run of Object.values(paths)) for (let i = 0; i < warmup; i++) await run()
   for (let done = 0; done < n; done += chunk) {
     for (const [name, run] of Object.entries(paths)) {
+      const prelude = before[name]
       for (let i = 0; i < chunk; i++) {
+        prelude?.()
         const started = performance.now()
         await run()
         times[name]!.push(performance.now() - started)
@@ -211,10 +224,17 @@ export async function benchInference(): Promise<void> {
         return cpuSession.run(inputs as never)
       }
     const rawSame = cpuSession ? 'raw-cpu' : 'raw-wasm'
+    // The raw loop keeps its thread and caches hot; a server's worker runs each sequential request's frame after
+    // sitting idle for the rest of the round trip. The same raw run after an untimed sleep of that length shows how
+    // much of R2 is the run's own cost after an idle spell rather than vireo's work.
+    const idle = new Int32Array(new SharedArrayBuffer(4))
+    const rawRun = paths[rawSame]!
+    paths['raw-after-idle'] = rawRun
+    const untimed = { 'raw-after-idle': () => void Atomics.wait(idle, 0, 0, IDLE_MS) }
     pinSelf(pinning ? String(pinning.load) : undefined)
     const perRound: Record<string, Percentiles>[] = []
     for (let round = 0; round < rounds; round++) {
-      const times = await interleavedLatencies(paths, n, 100, round === 0 ? 1000 : 200)
+      const times = await interleavedLatencies(paths, n, { warmup: round === 0 ? 1000 : 200, before: untimed })
       perRound.push(Object.fromEntries(Object.entries(times).map(([name, ms]) => [name, summarise(ms)])))
     }
     pinSelf(pinning ? `0-${workers - 1}` : undefined)
@@ -237,6 +257,7 @@ export async function benchInference(): Promise<void> {
       )
     if (lat['raw-cpu']) row('raw in-process session.run, cpu', lat['raw-cpu'])
     row('raw in-process session.run, wasm', lat['raw-wasm']!, cpuSession ? lat['raw-cpu'] : undefined)
+    row(`raw run after ${us(IDLE_MS)} µs idle (${backend}, untimed)`, lat['raw-after-idle']!, lat[rawSame])
     row(`pool.run in-process (${workers} workers, ${backend})`, lat.pool!, lat[rawSame])
     row('HTTP floor: bare Bun.serve, same body and answer', lat['http-floor']!, lat[rawSame])
     row('POST /infer over HTTP (server pinned, 1 core)', lat.http!, lat[rawSame])
@@ -251,6 +272,9 @@ export async function benchInference(): Promise<void> {
       console.log(
         `  R2 over raw wasm, µs: pinned ${us(added(best, 'raw-wasm')).toFixed(0)}, unpinned ${us(best['http-unpinned']!.p50 - best['raw-wasm']!.p50).toFixed(0)}`,
       )
+    console.log(
+      `  R2 over the raw run after ${us(IDLE_MS)} µs idle, µs: pinned ${us(added(best, 'raw-after-idle')).toFixed(0)}, unpinned ${us(best['http-unpinned']!.p50 - best['raw-after-idle']!.p50).toFixed(0)} (the issue's R2 is over the hot loop above)`,
+    )
     console.log(
       `  where the added p50 goes: HTTP floor with no model at all (client, loopback, body read) ${us(lat['http-floor']!.p50).toFixed(0)} µs; vireo's own work (HTTP - floor - raw) ${us(lat.http!.p50 - lat['http-floor']!.p50 - lat[rawSame]!.p50).toFixed(0)} µs, of which the pool hop in-process (pool.run - raw) ${us(lat.pool!.p50 - lat[rawSame]!.p50).toFixed(0)} µs`,
     )

@@ -3,7 +3,7 @@ import { ForbiddenError, RateLimitedError, UnauthorizedError, ValidationError } 
 import type { Scope } from '../keys/model'
 import { hasScope, type KeyService, type Principal } from '../keys/service'
 import { type RateLimiter, rateLimitHeaders } from '../rate-limit/limiter'
-import { requestState } from './request-id'
+import { type RequestState, requestState } from './request-id'
 import type { RouteLookup } from './route-lookup'
 import { seedOf } from './seed'
 
@@ -68,8 +68,11 @@ export const auth = (options: AuthOptions) =>
     auth: (scope: Scope | 'any') => ({
       detail: { security: [{ bearer: [] }, { apiKey: [] }], [SCOPE_EXTENSION]: scope },
       // Routes with a body were authenticated before it was read (authBeforeBody); the rest are here, before validation.
-      async transform({ request }) {
-        if (!principals.has(request)) await authenticate(options, request, scope)
+      // A cached key is settled without a promise; only a lookup in the database is waited for.
+      transform({ request }) {
+        if (principals.has(request)) return
+        const settled = authenticate(options, request, scope)
+        if (settled instanceof Promise) return settled.then(nothing)
       },
       resolve: ({ request }) => ({ principal: principals.get(request) as Principal }),
     }),
@@ -97,38 +100,55 @@ export const authBeforeBody = (options: AuthBeforeBodyOptions) =>
 /**
  * Settle who is calling: the presented key must be valid and hold `scope`, else 401 (one body for every
  * way of failing) or 403. Records the key id on the request for logs and rate limits. The auth macro,
- * the WebSocket upgrade (`allowSubprotocol`) and /metrics all go through here.
+ * the WebSocket upgrade (`allowSubprotocol`) and /metrics all go through here. A key the key service has cached is
+ * settled synchronously (a returned principal, or a thrown 403); anything that needs the database or the limiter
+ * comes back as a promise.
  */
-export async function authenticate(
-  { keys, limiter }: AuthOptions,
+export function authenticate(
+  options: AuthOptions,
   request: Request,
   scope: Scope | 'any',
   allowSubprotocol = false,
-): Promise<Principal> {
+): Principal | Promise<Principal> {
   refuseKeyInQuery(request)
   const state = requestState(request)
   const address = `ip:${state?.ip ?? 'unknown'}`
+  const identify = () => {
+    const found = options.keys.authenticate(presentedKey(request, allowSubprotocol))
+    const admit = (principal: Principal | null) =>
+      principal ? admitted(request, state, principal, scope) : refused(options.limiter, address)
+    return found instanceof Promise ? found.then(admit) : admit(found)
+  }
   // An address that keeps failing is refused before its guesses cost a key lookup. Only addresses that failed
   // here lately are asked about, so a good key costs no extra limiter round trip (Redis, when shared).
-  if (failedLately.has(address)) {
-    const standing = await limiter.peek('auth_failures', address)
-    if (!standing.allowed) throw new RateLimitedError('auth_failures', standing.resetS, rateLimitHeaders(standing))
-    if (standing.remaining === standing.limit) failedLately.delete(address)
-  }
-  const principal = await keys.authenticate(presentedKey(request, allowSubprotocol))
-  if (!principal) {
-    if (failedLately.size >= FAILED_LATELY_MAX) failedLately.clear()
-    failedLately.add(address)
-    const failure = await limiter.consume('auth_failures', address)
-    const headers = rateLimitHeaders(failure)
-    if (!failure.allowed) throw new RateLimitedError('auth_failures', failure.resetS, headers)
-    throw new UnauthorizedError({ headers })
-  }
+  return failedLately.has(address) ? inGoodStanding(options.limiter, address).then(identify) : identify()
+}
+
+function admitted(request: Request, state: RequestState | undefined, principal: Principal, scope: Scope | 'any'): Principal {
   principals.set(request, principal)
   if (state) state.keyId = principal.id
   if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
   return principal
 }
+
+/** Refuses an address that has spent its failed attempts; forgets it once its standing is whole again. */
+async function inGoodStanding(limiter: RateLimiter, address: string): Promise<void> {
+  const standing = await limiter.peek('auth_failures', address)
+  if (!standing.allowed) throw new RateLimitedError('auth_failures', standing.resetS, rateLimitHeaders(standing))
+  if (standing.remaining === standing.limit) failedLately.delete(address)
+}
+
+/** A failed attempt: counted against the address, then 401 (or 429 once it has spent its attempts). */
+async function refused(limiter: RateLimiter, address: string): Promise<never> {
+  if (failedLately.size >= FAILED_LATELY_MAX) failedLately.clear()
+  failedLately.add(address)
+  const failure = await limiter.consume('auth_failures', address)
+  const headers = rateLimitHeaders(failure)
+  if (!failure.allowed) throw new RateLimitedError('auth_failures', failure.resetS, headers)
+  throw new UnauthorizedError({ headers })
+}
+
+const nothing = () => undefined
 
 /** The principal `authenticate` settled for this request. */
 export const principalOf = (request: Request): Principal | undefined => principals.get(request)
