@@ -228,8 +228,7 @@ export async function benchInference(): Promise<void> {
     // sitting idle for the rest of the round trip. The same raw run after an untimed sleep of that length shows how
     // much of R2 is the run's own cost after an idle spell rather than vireo's work.
     const idle = new Int32Array(new SharedArrayBuffer(4))
-    const rawRun = paths[rawSame]!
-    paths['raw-after-idle'] = rawRun
+    paths['raw-after-idle'] = paths[rawSame]!
     const untimed = { 'raw-after-idle': () => void Atomics.wait(idle, 0, 0, IDLE_MS) }
     pinSelf(pinning ? String(pinning.load) : undefined)
     const perRound: Record<string, Percentiles>[] = []

@@ -121,7 +121,8 @@ export function createKeyService(options: KeyServiceOptions) {
     /**
      * The principal for a presented key, or null for a missing, malformed, unknown, revoked or expired one. A key
      * looked up within the cache's lifetime is answered at once, without a promise: on the hot path every `await`
-     * of an async function costs more than the lookup itself (≈ 1.5–2 µs of server CPU a request on GET /models/:name, measured side by side).
+     * of an async function costs more than the lookup itself (≈ 1.5–2 µs of server CPU a request on
+     * GET /models/:name, measured side by side).
      */
     authenticate(presented: string | undefined): Principal | null | Promise<Principal | null> {
       if (!presented || !(KEY_FORMAT.test(presented) || ANY_KEY.test(presented))) return null

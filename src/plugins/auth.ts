@@ -3,7 +3,7 @@ import { ForbiddenError, RateLimitedError, UnauthorizedError, ValidationError } 
 import type { Scope } from '../keys/model'
 import { hasScope, type KeyService, type Principal } from '../keys/service'
 import { type RateLimiter, rateLimitHeaders } from '../rate-limit/limiter'
-import { type RequestState, requestState } from './request-id'
+import { requestState } from './request-id'
 import type { RouteLookup } from './route-lookup'
 import { seedOf } from './seed'
 
@@ -113,19 +113,30 @@ export function authenticate(
   refuseKeyInQuery(request)
   const state = requestState(request)
   const address = `ip:${state?.ip ?? 'unknown'}`
-  const identify = () => {
-    const found = options.keys.authenticate(presentedKey(request, allowSubprotocol))
-    const admit = (principal: Principal | null) =>
-      principal ? admitted(request, state, principal, scope) : refused(options.limiter, address)
-    return found instanceof Promise ? found.then(admit) : admit(found)
-  }
   // An address that keeps failing is refused before its guesses cost a key lookup. Only addresses that failed
   // here lately are asked about, so a good key costs no extra limiter round trip (Redis, when shared).
-  return failedLately.has(address) ? inGoodStanding(options.limiter, address).then(identify) : identify()
+  if (failedLately.has(address))
+    return inGoodStanding(options.limiter, address).then(() => identify(options, request, scope, address, allowSubprotocol))
+  return identify(options, request, scope, address, allowSubprotocol)
 }
 
-function admitted(request: Request, state: RequestState | undefined, principal: Principal, scope: Scope | 'any'): Principal {
+/** The presented key's verdict; no closure is made unless the key service has to ask the database. */
+function identify(
+  { keys, limiter }: AuthOptions,
+  request: Request,
+  scope: Scope | 'any',
+  address: string,
+  allowSubprotocol: boolean,
+): Principal | Promise<Principal> {
+  const found = keys.authenticate(presentedKey(request, allowSubprotocol))
+  if (found instanceof Promise)
+    return found.then((principal) => (principal ? admitted(request, principal, scope) : refused(limiter, address)))
+  return found ? admitted(request, found, scope) : refused(limiter, address)
+}
+
+function admitted(request: Request, principal: Principal, scope: Scope | 'any'): Principal {
   principals.set(request, principal)
+  const state = requestState(request)
   if (state) state.keyId = principal.id
   if (scope !== 'any' && !hasScope(principal, scope)) throw new ForbiddenError(scope)
   return principal
